@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers point one way: kernels <- models <- loading <- streaming <- daemon / CLI.
+let package = Package(
+    name: "Tubelet",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tubelet", targets: ["tubelet"]),
+        .executable(name: "tubeletd", targets: ["tubeletd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C system libraries (Debian -dev packages).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat libavcodec libavutil libswscale"),
+        .systemLibrary(name: "CV4L2", path: "Sources/CV4L2", pkgConfig: "libv4l2"),
+        .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", pkgConfig: "libzmq"),
+        // Wrappers for C APIs Swift cannot call directly (variadic functions, function-like macros).
+        .target(name: "CTubeletShim", dependencies: ["CFFmpeg", "CV4L2", "CZMQ"], path: "Sources/CTubeletShim"),
+
+        .target(name: "TubeletKernels", dependencies: ["CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "TubeletModels", dependencies: ["TubeletKernels"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "TubeletLoading", dependencies: ["TubeletKernels", "TubeletModels"]),
+        .target(name: "TubeletStreaming", dependencies: [
+            "TubeletKernels", "TubeletModels", "TubeletLoading", "CFFmpeg", "CV4L2", "CTubeletShim",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TubeletDaemon", dependencies: [
+            "TubeletStreaming", "TubeletLoading", "TubeletModels", "CZMQ", "CTubeletShim",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "tubelet", dependencies: [
+            "TubeletKernels", "TubeletModels", "TubeletLoading", "TubeletStreaming", "TubeletDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "tubeletd", dependencies: [
+            "TubeletDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "TubeletKernelsTests", dependencies: ["TubeletKernels"]),
+        .testTarget(name: "TubeletLoadingTests", dependencies: ["TubeletLoading", "TubeletKernels"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TubeletModelsTests", dependencies: ["TubeletModels", "TubeletLoading", "TubeletKernels"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TubeletStreamingTests", dependencies: ["TubeletStreaming"]),
+    ]
+)

@@ -1,0 +1,2 @@
+// Model families; see VideoSwin.swift.
+import TubeletKernels
