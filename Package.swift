@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Kernels and models: AVX2/FMA code generation (every machine we target has it) and the Swift 5
+// language mode, since their parallel loops hand raw pointers to worker threads.
+let fastMaths: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .swiftLanguageMode(.v5)]
+
 // Layers point one way: kernels <- models <- loading <- streaming <- daemon / CLI.
 let package = Package(
     name: "Tubelet",
@@ -23,9 +27,9 @@ let package = Package(
         .target(name: "CTubeletShim", dependencies: ["CFFmpeg", "CV4L2", "CZMQ"], path: "Sources/CTubeletShim"),
 
         .target(name: "TubeletKernels", dependencies: ["CBLAS"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+                swiftSettings: fastMaths),
         .target(name: "TubeletModels", dependencies: ["TubeletKernels"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+                swiftSettings: fastMaths),
         .target(name: "TubeletLoading", dependencies: ["TubeletKernels", "TubeletModels"]),
         .target(name: "TubeletStreaming", dependencies: [
             "TubeletKernels", "TubeletModels", "TubeletLoading", "CFFmpeg", "CV4L2", "CTubeletShim",

@@ -1,0 +1,114 @@
+/// Elementwise maths: vectorised exp, exact (erf) GELU, tanh GELU and row softmax.
+
+/// exp on 8 lanes: Cody-Waite range reduction and the Cephes expf polynomial (about 1 ulp on
+/// [-87, 88]); inputs are clamped to that range, so exp(-100) returns ~1e-38 rather than 0,
+/// which is immaterial beside a softmax row's maximum term of 1.
+@inline(__always)
+public func exp8(_ input: SIMD8<Float>) -> SIMD8<Float> {
+    let x = input.clamped(lowerBound: SIMD8(repeating: -87.33), upperBound: SIMD8(repeating: 88.37))
+    let n = (x * 1.44269504088896341).rounded(.toNearestOrEven)
+    var r = x - n * 0.693359375
+    r = r - n * -2.12194440e-4
+    var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    p = p * (r * r) + r + 1
+    let exponent = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    return p * unsafeBitCast(exponent, to: SIMD8<Float>.self)
+}
+
+/// erf on 8 lanes: Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
+@inline(__always)
+public func erf8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let a = x.replacing(with: -x, where: x .< 0)
+    let t = 1 / (1 + SIMD8<Float>(repeating: 0.3275911) * a)
+    var p = SIMD8<Float>(repeating: 1.061405429)
+    p = p * t - 1.453152027
+    p = p * t + 1.421413741
+    p = p * t - 0.284496736
+    p = p * t + 0.254829592
+    let negativeSquare = SIMD8<Float>(repeating: 0) - a * a
+    let y = 1 - p * t * exp8(negativeSquare)
+    return y.replacing(with: -y, where: x .< 0)
+}
+
+/// GELU as `torch.nn.GELU()` (approximate='none'): 0.5·x·(1 + erf(x/√2)), in place.
+public func geluExact(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    Parallel.forRanges(count / 8, minimum: 4096) { range in
+        for v in range {
+            let p = UnsafeMutableRawPointer(x + v * 8)
+            let value = p.loadUnaligned(as: SIMD8<Float>.self)
+            let result = 0.5 * value * (1 + erf8(value * 0.70710678118654752))
+            p.storeBytes(of: result, as: SIMD8<Float>.self)
+        }
+    }
+    for i in (count / 8 * 8)..<count {
+        var lanes = SIMD8<Float>(repeating: 0)
+        lanes[0] = x[i]
+        x[i] = (0.5 * lanes * (1 + erf8(lanes * 0.70710678118654752)))[0]
+    }
+}
+
+/// GELU with the tanh approximation (`gelu_pytorch_tanh`, "gelu_fast"), in place:
+/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+public func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    @inline(__always) func gelu(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        let inner = 0.7978845608028654 * (v + 0.044715 * v * v * v)
+        // tanh(u) = 1 - 2 / (exp(2u) + 1); exp8 clamps, so large |u| saturate to ±1.
+        let tanh = 1 - 2 / (exp8(2 * inner) + 1)
+        return 0.5 * v * (1 + tanh)
+    }
+    Parallel.forRanges(count / 8, minimum: 4096) { range in
+        for v in range {
+            let p = UnsafeMutableRawPointer(x + v * 8)
+            p.storeBytes(of: gelu(p.loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+        }
+    }
+    for i in (count / 8 * 8)..<count {
+        var lanes = SIMD8<Float>(repeating: 0)
+        lanes[0] = x[i]
+        x[i] = gelu(lanes)[0]
+    }
+}
+
+/// Softmax of one row in place: exp(x - max) / Σ.
+@inline(__always)
+public func softmaxRow(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    var max8 = SIMD8<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 8 <= count {
+        max8 = pointwiseMax(max8, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        i += 8
+    }
+    var maximum = max8.max()
+    while i < count { maximum = max(maximum, x[i]); i += 1 }
+    let maximum8 = SIMD8<Float>(repeating: maximum)
+    var sum8 = SIMD8<Float>()
+    i = 0
+    while i + 8 <= count {
+        let p = UnsafeMutableRawPointer(x + i)
+        let e = exp8(p.loadUnaligned(as: SIMD8<Float>.self) - maximum8)
+        p.storeBytes(of: e, as: SIMD8<Float>.self)
+        sum8 += e
+        i += 8
+    }
+    var sum = sum8.sum()
+    if i < count {
+        var lanes = SIMD8<Float>(repeating: -.infinity)
+        for j in i..<count { lanes[j - i] = x[j] - maximum }
+        let e = exp8(lanes)
+        for j in i..<count { x[j] = e[j - i]; sum += e[j - i] }
+    }
+    let inverse = 1 / sum
+    for j in 0..<count { x[j] *= inverse }
+}
+
+/// Softmax over the last axis of x: [rows, count], in place.
+public func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, count: Int) {
+    Parallel.forRanges(rows, minimum: 64) { range in
+        for r in range { softmaxRow(x + r * count, count: count) }
+    }
+}

@@ -1,0 +1,47 @@
+import Dispatch
+import Foundation
+import CBLAS
+
+/// The one threading policy of Tubelet: BLAS calls are always single-threaded, and we split work
+/// (rows of a linear layer, windows x heads of attention) across `Parallel.threadCount` workers.
+/// One pool, never nested: a body passed to `Parallel.forEach` must not call `Parallel.forEach`.
+public enum Parallel {
+    /// Worker count: `TUBELET_THREADS` if set, else the number of active cores.
+    public static let threadCount: Int = {
+        if let text = ProcessInfo.processInfo.environment["TUBELET_THREADS"], let n = Int(text), n > 0 {
+            return n
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
+
+    /// Makes OpenBLAS single-threaded once, before the first GEMM.
+    public static let blasConfigured: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Runs `body(chunk)` for chunk in 0..<chunks on up to `threadCount` threads and waits.
+    @inline(__always)
+    public static func forEach(_ chunks: Int, _ body: (Int) -> Void) {
+        if chunks <= 0 { return }
+        if chunks == 1 || threadCount == 1 {
+            for i in 0..<chunks { body(i) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: chunks, execute: body)
+    }
+
+    /// Splits 0..<count into at most `threadCount` contiguous ranges (each at least `minimum` long)
+    /// and runs them in parallel.
+    @inline(__always)
+    public static func forRanges(_ count: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
+        if count <= 0 { return }
+        let parts = max(1, min(threadCount, count / max(minimum, 1)))
+        if parts == 1 { body(0..<count); return }
+        forEach(parts) { part in
+            let start = count * part / parts
+            let end = count * (part + 1) / parts
+            if start < end { body(start..<end) }
+        }
+    }
+}

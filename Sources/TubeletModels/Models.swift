@@ -1,2 +1,0 @@
-// Model families; see VideoSwin.swift.
-import TubeletKernels

@@ -1,0 +1,527 @@
+// Video Swin Transformer (Liu et al., "Video Swin Transformer", CVPR 2022).
+// Ports torchvision 0.29 `torchvision/models/video/swin_transformer.py` (SwinTransformer3d,
+// swin3d_t/s/b), which computes the same function as the official
+// SwinTransformer/Video-Swin-Transformer `mmaction/models/backbones/swin_transformer.py`.
+// Weight names are torchvision's; the importer maps the official names onto them.
+import Foundation
+import TubeletKernels
+
+public struct VideoSwinConfig: Codable, Sendable, Equatable {
+    /// Tubelet size (t, h, w) of the Conv3d patch embedding, kernel = stride.
+    public var patchSize: [Int]
+    public var inChannels: Int
+    public var embedDim: Int
+    public var depths: [Int]
+    public var numHeads: [Int]
+    /// Attention window (t, h, w) in tokens.
+    public var windowSize: [Int]
+    /// Hidden width of each block's MLP as a multiple of its channels (4 in every published model).
+    public var mlpRatio: Int
+    /// Whether the patch embedding is followed by a LayerNorm (`patch_embed.norm.*`).
+    public var patchNorm: Bool
+    public var numClasses: Int
+    public var layerNormEps: Float
+
+    public init(patchSize: [Int] = [2, 4, 4], inChannels: Int = 3, embedDim: Int, depths: [Int], numHeads: [Int],
+                windowSize: [Int] = [8, 7, 7], mlpRatio: Int = 4, patchNorm: Bool = true, numClasses: Int,
+                layerNormEps: Float = 1e-5) {
+        self.patchSize = patchSize
+        self.inChannels = inChannels
+        self.embedDim = embedDim
+        self.depths = depths
+        self.numHeads = numHeads
+        self.windowSize = windowSize
+        self.mlpRatio = mlpRatio
+        self.patchNorm = patchNorm
+        self.numClasses = numClasses
+        self.layerNormEps = layerNormEps
+    }
+
+    /// torchvision `swin3d_t` (embed 96, depths 2-2-6-2, heads 3-6-12-24).
+    public static func swin3dT(numClasses: Int = 400) -> VideoSwinConfig {
+        VideoSwinConfig(embedDim: 96, depths: [2, 2, 6, 2], numHeads: [3, 6, 12, 24], numClasses: numClasses)
+    }
+    public static func swin3dS(numClasses: Int = 400) -> VideoSwinConfig {
+        VideoSwinConfig(embedDim: 96, depths: [2, 2, 18, 2], numHeads: [3, 6, 12, 24], numClasses: numClasses)
+    }
+    public static func swin3dB(numClasses: Int = 400) -> VideoSwinConfig {
+        VideoSwinConfig(embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32], numClasses: numClasses)
+    }
+
+    /// Channels of stage `stage`: embedDim doubled by each patch merging.
+    public func channels(stage: Int) -> Int { embedDim << stage }
+
+    /// Every weight the model reads, with its shape, in torchvision's names.
+    public func parameterShapes() -> [(name: String, shape: [Int])] {
+        var shapes: [(String, [Int])] = []
+        shapes.append(("patch_embed.proj.weight", [embedDim, inChannels] + patchSize))
+        shapes.append(("patch_embed.proj.bias", [embedDim]))
+        if patchNorm {
+            shapes.append(("patch_embed.norm.weight", [embedDim]))
+            shapes.append(("patch_embed.norm.bias", [embedDim]))
+        }
+        let tableSize = (2 * windowSize[0] - 1) * (2 * windowSize[1] - 1) * (2 * windowSize[2] - 1)
+        for stage in 0..<depths.count {
+            let c = channels(stage: stage)
+            for block in 0..<depths[stage] {
+                let p = "features.\(2 * stage).\(block)."
+                shapes += [
+                    (p + "norm1.weight", [c]), (p + "norm1.bias", [c]),
+                    (p + "attn.qkv.weight", [3 * c, c]), (p + "attn.qkv.bias", [3 * c]),
+                    (p + "attn.proj.weight", [c, c]), (p + "attn.proj.bias", [c]),
+                    (p + "attn.relative_position_bias_table", [tableSize, numHeads[stage]]),
+                    (p + "norm2.weight", [c]), (p + "norm2.bias", [c]),
+                    (p + "mlp.0.weight", [mlpRatio * c, c]), (p + "mlp.0.bias", [mlpRatio * c]),
+                    (p + "mlp.3.weight", [c, mlpRatio * c]), (p + "mlp.3.bias", [c]),
+                ]
+            }
+            if stage < depths.count - 1 {
+                let p = "features.\(2 * stage + 1)."
+                shapes += [(p + "norm.weight", [4 * c]), (p + "norm.bias", [4 * c]),
+                           (p + "reduction.weight", [2 * c, 4 * c])]
+            }
+        }
+        let last = channels(stage: depths.count - 1)
+        shapes += [("norm.weight", [last]), ("norm.bias", [last]),
+                   ("head.weight", [numClasses, last]), ("head.bias", [numClasses])]
+        return shapes
+    }
+}
+
+/// Supplies a named weight of the given shape; throws if missing or of another shape.
+public typealias WeightProvider = (_ name: String, _ shape: [Int]) throws -> Tensor
+
+public struct LayerNormWeights: Sendable {
+    public let weight: Tensor, bias: Tensor, eps: Float
+    public init(_ weights: WeightProvider, _ prefix: String, dim: Int, eps: Float) throws {
+        weight = try weights(prefix + "weight", [dim])
+        bias = try weights(prefix + "bias", [dim])
+        self.eps = eps
+    }
+
+    /// x, y: [rows, dim] (may alias).
+    public func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        layerNorm(x, rows: rows, dim: weight.count, weight: weight.data, bias: bias.data, eps: eps, into: y)
+    }
+}
+
+public struct LinearWeights: Sendable {
+    /// [outFeatures, inFeatures], PyTorch layout.
+    public let weight: Tensor
+    public let bias: Tensor?
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public init(_ weights: WeightProvider, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true) throws {
+        weight = try weights(prefix + "weight", [outFeatures, inFeatures])
+        bias = hasBias ? try weights(prefix + "bias", [outFeatures]) : nil
+    }
+
+    public init(weight: Tensor, bias: Tensor?) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// y[rows, out] (+)= x[rows, in] · Wᵀ + b.
+    public func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        linear(x, rows: rows, inFeatures: inFeatures, weight: weight.data, bias: bias?.data,
+               outFeatures: outFeatures, into: y, accumulate: accumulate)
+    }
+}
+
+/// One Swin block: `x += attn(norm1(x)); x += mlp(norm2(x))`.
+/// Keys: `features.{2s}.{j}.{norm1, attn.qkv, attn.proj, attn.relative_position_bias_table, norm2, mlp.0, mlp.3}`.
+public struct SwinBlock: Sendable {
+    public let norm1: LayerNormWeights
+    public let qkv: LinearWeights
+    public let proj: LinearWeights
+    /// [(2Wt-1)(2Wh-1)(2Ww-1), heads]
+    public let relativePositionBiasTable: Tensor
+    public let norm2: LayerNormWeights
+    public let fc1: LinearWeights
+    public let fc2: LinearWeights
+    public let heads: Int
+    public let channels: Int
+    /// The configured window (t, h, w), before clamping to the input.
+    public let windowSize: [Int]
+    /// Whether this block shifts its windows by window/2 (odd blocks of a stage).
+    public let shifted: Bool
+
+    init(_ weights: WeightProvider, _ prefix: String, channels c: Int, heads: Int, config: VideoSwinConfig, shifted: Bool) throws {
+        let eps = config.layerNormEps
+        norm1 = try LayerNormWeights(weights, prefix + "norm1.", dim: c, eps: eps)
+        qkv = try LinearWeights(weights, prefix + "attn.qkv.", in: c, out: 3 * c)
+        proj = try LinearWeights(weights, prefix + "attn.proj.", in: c, out: c)
+        let w = config.windowSize
+        relativePositionBiasTable = try weights(prefix + "attn.relative_position_bias_table",
+                                                [(2 * w[0] - 1) * (2 * w[1] - 1) * (2 * w[2] - 1), heads])
+        norm2 = try LayerNormWeights(weights, prefix + "norm2.", dim: c, eps: eps)
+        fc1 = try LinearWeights(weights, prefix + "mlp.0.", in: c, out: config.mlpRatio * c)
+        fc2 = try LinearWeights(weights, prefix + "mlp.3.", in: config.mlpRatio * c, out: c)
+        self.heads = heads
+        self.channels = c
+        self.windowSize = w
+        self.shifted = shifted
+        precondition(c % heads == 0, "channels \(c) not divisible by heads \(heads)")
+    }
+
+    /// Relative position bias [heads, N, N] for a window of N tokens. As both references do for a
+    /// clamped window, this is `index[:N, :N]` of the *full* window's index: token i of a clamped
+    /// window is looked up as token i of the full window.
+    func relativePositionBias(tokens n: Int) -> Tensor {
+        let (wt, wh, ww) = (windowSize[0], windowSize[1], windowSize[2])
+        let bias = Tensor(uninitialized: [heads, n, n])
+        let table = relativePositionBiasTable.data
+        for i in 0..<n {
+            let (ti, hi, wi) = (i / (wh * ww), (i / ww) % wh, i % ww)
+            for j in 0..<n {
+                let (tj, hj, wj) = (j / (wh * ww), (j / ww) % wh, j % ww)
+                let index = (ti - tj + wt - 1) * (2 * wh - 1) * (2 * ww - 1) + (hi - hj + wh - 1) * (2 * ww - 1) + (wi - wj + ww - 1)
+                for h in 0..<heads { bias.data[(h * n + i) * n + j] = table[index * heads + h] }
+            }
+        }
+        return bias
+    }
+
+    /// x: [T, H, W, C] tokens of one clip, updated in place.
+    func callAsFunction(_ x: Tensor, grid: [Int], layout: WindowLayout, scratch: BlockScratch) {
+        let tokens = grid.reduce(1, *)
+        let c = channels
+        precondition(x.count == tokens * c)
+        let partition = layout.partition
+        let windowed = partition.windowCount * partition.tokensPerWindow
+
+        // Attention branch: norm1, pad + roll + partition, qkv, windowed attention, proj, reverse + residual.
+        norm1(x.data, rows: tokens, into: scratch.normed.data)
+        partition.partition(scratch.normed.data, channels: c, into: scratch.windows.data)
+        qkv(scratch.windows.data, rows: windowed, into: scratch.qkv.data)
+        windowAttention(qkv: scratch.qkv.data, partition: partition, bias: layout.bias.data,
+                        maskLabels: layout.maskLabels, into: scratch.attention.data)
+        proj(scratch.attention.data, rows: windowed, into: scratch.windows.data)
+        partition.reverseAdd(scratch.windows.data, channels: c, into: x.data)
+
+        // MLP branch: norm2, fc1, exact GELU, fc2 accumulated straight into the residual.
+        norm2(x.data, rows: tokens, into: scratch.normed.data)
+        fc1(scratch.normed.data, rows: tokens, into: scratch.hidden.data)
+        geluExact(scratch.hidden.data, count: tokens * fc1.outFeatures)
+        fc2(scratch.hidden.data, rows: tokens, into: x.data, accumulate: true)
+    }
+
+    /// For every (window, head): softmax(q·kᵀ·scale + bias + mask)·v, heads concatenated.
+    /// qkv: [windows·N, 3C] with each row laid out (3, heads, headDim); out: [windows·N, C].
+    func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, bias: UnsafePointer<Float>,
+                         maskLabels: [Int32]?, into out: UnsafeMutablePointer<Float>) {
+        let n = partition.tokensPerWindow
+        let c = channels, headDim = c / heads
+        let scale = 1 / Float(headDim).squareRoot()
+        let pairs = partition.windowCount * heads
+        Parallel.forRanges(pairs) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+            defer { scores.deallocate() }
+            for pair in range {
+                let window = pair / heads, head = pair % heads
+                let q = qkv + window * n * 3 * c + head * headDim
+                sgemm(transposeA: false, transposeB: true, m: n, n: n, k: headDim, alpha: scale,
+                      a: q, lda: 3 * c, b: q + c, ldb: 3 * c, c: scores, ldc: n)
+                let headBias = bias + head * n * n
+                if let maskLabels {
+                    maskLabels.withUnsafeBufferPointer { labels in
+                        let windowLabels = labels.baseAddress! + window * n
+                        for i in 0..<n {
+                            let row = scores + i * n, biasRow = headBias + i * n
+                            let label = windowLabels[i]
+                            for j in 0..<n {
+                                row[j] += biasRow[j]
+                                // Differing shift regions get -100, as both references (not -inf).
+                                if windowLabels[j] != label { row[j] += -100 }
+                            }
+                        }
+                    }
+                } else {
+                    for i in 0..<n * n { scores[i] += headBias[i] }
+                }
+                for i in 0..<n { softmaxRow(scores + i * n, count: n) }
+                sgemm(transposeA: false, transposeB: false, m: n, n: headDim, k: n,
+                      a: scores, lda: n, b: q + 2 * c, ldb: 3 * c,
+                      c: out + window * n * c + head * headDim, ldc: c)
+            }
+        }
+    }
+}
+
+/// The window geometry a block uses on a given grid: clamped window, partition, bias and shift mask.
+struct WindowLayout {
+    let partition: WindowPartition
+    /// [heads, N, N]
+    let bias: Tensor
+    /// [windows·N] region label of each windowed token; nil when nothing is shifted.
+    let maskLabels: [Int32]?
+
+    /// Both references, per axis on every forward: `if size <= window { window = size; shift = 0 }`.
+    static func clamp(grid: [Int], window: [Int], shift: [Int]) -> (window: [Int], shift: [Int]) {
+        var window = window, shift = shift
+        for axis in 0..<3 where grid[axis] <= window[axis] {
+            window[axis] = grid[axis]
+            shift[axis] = 0
+        }
+        return (window, shift)
+    }
+
+    init(block: SwinBlock, grid: [Int]) {
+        let configured = block.windowSize
+        let (window, shift) = WindowLayout.clamp(grid: grid, window: configured,
+                                                 shift: block.shifted ? configured.map { $0 / 2 } : [0, 0, 0])
+        partition = WindowPartition(grid: grid, window: window, shift: shift)
+        bias = block.relativePositionBias(tokens: partition.tokensPerWindow)
+        maskLabels = shift.contains(where: { $0 > 0 }) ? WindowLayout.shiftMaskLabels(partition) : nil
+    }
+
+    /// Region labels of the rolled, padded grid, painted exactly as the references do: per axis the
+    /// Python slices (0, -w), (-w, -s), (-s, None), nested t, h, w, later regions overwriting earlier ones.
+    static func shiftMaskLabels(_ p: WindowPartition) -> [Int32] {
+        func pythonRange(_ start: Int?, _ stop: Int?, length: Int) -> Range<Int> {
+            func normalise(_ value: Int) -> Int { value < 0 ? max(0, value + length) : min(value, length) }
+            let lower = start.map(normalise) ?? 0
+            let upper = stop.map(normalise) ?? length
+            return lower < upper ? lower..<upper : lower..<lower
+        }
+        func regions(_ window: Int, _ shift: Int, _ length: Int) -> [Range<Int>] {
+            // Python's -0 is 0: with shift 0 the last slice is the whole axis.
+            [pythonRange(0, -window, length: length),
+             pythonRange(-window, -shift, length: length),
+             pythonRange(-shift, nil, length: length)]
+        }
+        let (pt, ph, pw) = (p.paddedTemporal, p.paddedHeight, p.paddedWidth)
+        var grid = [Int32](repeating: 0, count: pt * ph * pw)
+        var label: Int32 = 0
+        for rt in regions(p.windowSizeTemporal, p.shiftTemporal, pt) {
+            for rh in regions(p.windowSizeHeight, p.shiftHeight, ph) {
+                for rw in regions(p.windowSizeWidth, p.shiftWidth, pw) {
+                    for t in rt { for h in rh { for w in rw { grid[(t * ph + h) * pw + w] = label } } }
+                    label += 1
+                }
+            }
+        }
+        var labels = [Int32](repeating: 0, count: p.windowCount * p.tokensPerWindow)
+        for position in 0..<labels.count {
+            let (t, h, w) = p.rolledCoordinates(position)
+            labels[position] = grid[(t * ph + h) * pw + w]
+        }
+        return labels
+    }
+}
+
+/// Per-stage working memory, reused by every block of the stage.
+final class BlockScratch {
+    let normed: Tensor, windows: Tensor, qkv: Tensor, attention: Tensor, hidden: Tensor
+    init(tokens: Int, windowedTokens: Int, channels c: Int, mlpRatio: Int) {
+        normed = Tensor(uninitialized: [tokens, c])
+        windows = Tensor(uninitialized: [windowedTokens, c])
+        qkv = Tensor(uninitialized: [windowedTokens, 3 * c])
+        attention = Tensor(uninitialized: [windowedTokens, c])
+        hidden = Tensor(uninitialized: [tokens, mlpRatio * c])
+    }
+}
+
+/// Spatial 2x2 patch merging: pad H, W to even, concat x[0::2,0::2], x[1::2,0::2], x[0::2,1::2],
+/// x[1::2,1::2], LayerNorm(4C), Linear(4C→2C, no bias). Keys: `features.{2s+1}.{norm, reduction}`.
+public struct PatchMerging: Sendable {
+    public let norm: LayerNormWeights
+    public let reduction: LinearWeights
+
+    init(_ weights: WeightProvider, _ prefix: String, channels c: Int, eps: Float) throws {
+        norm = try LayerNormWeights(weights, prefix + "norm.", dim: 4 * c, eps: eps)
+        reduction = try LinearWeights(weights, prefix + "reduction.", in: 4 * c, out: 2 * c, bias: false)
+    }
+
+    /// x: [T, H, W, C] → [T, ceil(H/2), ceil(W/2), 2C]
+    func callAsFunction(_ x: Tensor, grid: [Int], channels c: Int) -> (Tensor, [Int]) {
+        let (t, h, w) = (grid[0], grid[1], grid[2])
+        let (h2, w2) = ((h + 1) / 2, (w + 1) / 2)
+        let merged = Tensor(uninitialized: [t * h2 * w2, 4 * c])
+        // Order of the four neighbours: (dh, dw) = (0,0), (1,0), (0,1), (1,1).
+        let offsets = [(0, 0), (1, 0), (0, 1), (1, 1)]
+        Parallel.forRanges(t * h2, minimum: 4) { range in
+            for rowIndex in range {
+                let (tt, hh) = (rowIndex / h2, rowIndex % h2)
+                for ww in 0..<w2 {
+                    let out = merged.data + ((tt * h2 + hh) * w2 + ww) * 4 * c
+                    for (k, (dh, dw)) in offsets.enumerated() {
+                        let (sh, sw) = (2 * hh + dh, 2 * ww + dw)
+                        let destination = out + k * c
+                        if sh < h && sw < w {
+                            destination.update(from: x.data + ((tt * h + sh) * w + sw) * c, count: c)
+                        } else {
+                            destination.update(repeating: 0, count: c)
+                        }
+                    }
+                }
+            }
+        }
+        let rows = t * h2 * w2
+        norm(merged.data, rows: rows, into: merged.data)
+        let out = Tensor(uninitialized: [t, h2, w2, 2 * c])
+        reduction(merged.data, rows: rows, into: out.data)
+        return (out, [t, h2, w2])
+    }
+}
+
+public struct VideoSwin: Sendable {
+    public let config: VideoSwinConfig
+    /// Conv3d weight flattened to [embedDim, inChannels·pt·ph·pw] (kernel = stride makes it a linear map).
+    public let patchEmbed: LinearWeights
+    public let patchNorm: LayerNormWeights?
+    public let stages: [[SwinBlock]]
+    public let merges: [PatchMerging]
+    public let norm: LayerNormWeights
+    public let head: LinearWeights
+
+    public init(config: VideoSwinConfig, weights: WeightProvider) throws {
+        self.config = config
+        let e = config.embedDim, eps = config.layerNormEps
+        let patchVolume = config.inChannels * config.patchSize.reduce(1, *)
+        let convWeight = try weights("patch_embed.proj.weight", [e, config.inChannels] + config.patchSize)
+        patchEmbed = LinearWeights(weight: convWeight.reshaped([e, patchVolume]),
+                                   bias: try weights("patch_embed.proj.bias", [e]))
+        patchNorm = config.patchNorm ? try LayerNormWeights(weights, "patch_embed.norm.", dim: e, eps: eps) : nil
+        var stages: [[SwinBlock]] = []
+        var merges: [PatchMerging] = []
+        for stage in 0..<config.depths.count {
+            let c = config.channels(stage: stage)
+            stages.append(try (0..<config.depths[stage]).map { block in
+                try SwinBlock(weights, "features.\(2 * stage).\(block).", channels: c, heads: config.numHeads[stage],
+                              config: config, shifted: block % 2 == 1)
+            })
+            if stage < config.depths.count - 1 {
+                merges.append(try PatchMerging(weights, "features.\(2 * stage + 1).", channels: c, eps: eps))
+            }
+        }
+        self.stages = stages
+        self.merges = merges
+        let last = config.channels(stage: config.depths.count - 1)
+        norm = try LayerNormWeights(weights, "norm.", dim: last, eps: eps)
+        head = try LinearWeights(weights, "head.", in: last, out: config.numClasses)
+    }
+
+    /// Token grid after the patch embedding of a [T, H, W] clip: each axis padded up to the patch.
+    public func tokenGrid(frames: Int, height: Int, width: Int) -> [Int] {
+        let p = config.patchSize
+        return [(frames + p[0] - 1) / p[0], (height + p[1] - 1) / p[1], (width + p[2] - 1) / p[2]]
+    }
+
+    /// clip: [C, T, H, W], normalised → tokens [T', H', W', embedDim].
+    /// Zero-pads T, H, W at the end to multiples of the patch, then Conv3d(kernel = stride = patch).
+    public func embedPatches(_ clip: Tensor) -> (Tensor, [Int]) {
+        precondition(clip.rank == 4 && clip.shape[0] == config.inChannels,
+                     "clip must be [\(config.inChannels), T, H, W], got \(clip.shape)")
+        let (channels, frames, height, width) = (clip.shape[0], clip.shape[1], clip.shape[2], clip.shape[3])
+        let grid = tokenGrid(frames: frames, height: height, width: width)
+        let (pt, ph, pw) = (config.patchSize[0], config.patchSize[1], config.patchSize[2])
+        let patchVolume = channels * pt * ph * pw
+        let tokens = grid.reduce(1, *)
+        // Gather each tubelet into a row ordered (c, kt, kh, kw), the flattening of the Conv3d weight.
+        let patches = Tensor(uninitialized: [tokens, patchVolume])
+        Parallel.forRanges(tokens, minimum: 64) { range in
+            for token in range {
+                let (gt, gh, gw) = (token / (grid[1] * grid[2]), (token / grid[2]) % grid[1], token % grid[2])
+                var out = patches.data + token * patchVolume
+                for c in 0..<channels { for kt in 0..<pt { for kh in 0..<ph {
+                    let (t, h) = (gt * pt + kt, gh * ph + kh)
+                    for kw in 0..<pw {
+                        let w = gw * pw + kw
+                        out.pointee = (t < frames && h < height && w < width)
+                            ? clip.data[((c * frames + t) * height + h) * width + w] : 0
+                        out += 1
+                    }
+                }}}
+            }
+        }
+        let x = Tensor(uninitialized: grid + [config.embedDim])
+        patchEmbed(patches.data, rows: tokens, into: x.data)
+        if let patchNorm { patchNorm(x.data, rows: tokens, into: x.data) }
+        return (x, grid)
+    }
+
+    /// Runs the blocks of one stage in place on x: [T, H, W, C].
+    public func runStage(_ stage: Int, _ x: Tensor, grid: [Int]) {
+        let blocks = stages[stage]
+        guard let first = blocks.first else { return }
+        let tokens = grid.reduce(1, *)
+        // Even and odd blocks share geometry; build each layout once per stage.
+        var layouts: [Bool: WindowLayout] = [:]
+        for block in blocks where layouts[block.shifted] == nil {
+            layouts[block.shifted] = WindowLayout(block: block, grid: grid)
+        }
+        let windowed = layouts.values.map { $0.partition.windowCount * $0.partition.tokensPerWindow }.max()!
+        let scratch = BlockScratch(tokens: tokens, windowedTokens: windowed, channels: first.channels,
+                                   mlpRatio: config.mlpRatio)
+        for block in blocks {
+            block(x, grid: grid, layout: layouts[block.shifted]!, scratch: scratch)
+        }
+    }
+
+    /// clip: [C, T, H, W] → logits [numClasses]. `observe` sees named intermediate activations
+    /// (`patch_embed`, `stage0`…, `merge0`…, `final_norm`), each [T, H, W, C].
+    public func callAsFunction(_ clip: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
+        var (x, grid) = embedPatches(clip)
+        observe?("patch_embed", x)
+        for stage in 0..<stages.count {
+            runStage(stage, x, grid: grid)
+            observe?("stage\(stage)", x)
+            if stage < merges.count {
+                (x, grid) = merges[stage](x, grid: grid, channels: config.channels(stage: stage))
+                observe?("merge\(stage)", x)
+            }
+        }
+        return classify(x, grid: grid, observe: observe)
+    }
+
+    /// Final LayerNorm, mean over all tokens, linear head. x: [T, H, W, C] → [numClasses].
+    public func classify(_ x: Tensor, grid: [Int], observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
+        let c = x.shape.last!
+        let tokens = x.count / c
+        let normed = Tensor(uninitialized: x.shape)
+        norm(x.data, rows: tokens, into: normed.data)
+        observe?("final_norm", normed)
+        let pooled = Tensor(zeros: [1, c])
+        for token in 0..<tokens {
+            let row = normed.data + token * c
+            for j in 0..<c { pooled.data[j] += row[j] }
+        }
+        for j in 0..<c { pooled.data[j] /= Float(tokens) }
+        let logits = Tensor(uninitialized: [config.numClasses])
+        head(pooled.data, rows: 1, into: logits.data)
+        return logits
+    }
+
+    /// Multiply-adds ×2 of every linear, convolution and attention product for a clip, the usual
+    /// way to count a transformer's GFLOP (norms, softmax and GELU not counted).
+    public func flops(frames: Int, height: Int, width: Int) -> Double {
+        var grid = tokenGrid(frames: frames, height: height, width: width)
+        var total = 0.0
+        let tokens0 = Double(grid.reduce(1, *))
+        total += 2 * tokens0 * Double(patchEmbed.inFeatures * patchEmbed.outFeatures)
+        for stage in 0..<stages.count {
+            let tokens = Double(grid.reduce(1, *))
+            for block in stages[stage] {
+                let c = Double(block.channels)
+                let (window, shift) = WindowLayout.clamp(grid: grid, window: block.windowSize,
+                                                         shift: block.shifted ? block.windowSize.map { $0 / 2 } : [0, 0, 0])
+                let partition = WindowPartition(grid: grid, window: window, shift: shift)
+                let windowed = Double(partition.windowCount * partition.tokensPerWindow)
+                let n = Double(partition.tokensPerWindow)
+                total += 2 * windowed * c * 3 * c          // qkv
+                total += 2 * 2 * windowed * n * c          // q·kᵀ and attn·v over all heads
+                total += 2 * windowed * c * c              // proj
+                total += 2 * tokens * c * Double(config.mlpRatio) * c * 2  // fc1 + fc2
+            }
+            if stage < merges.count {
+                let c = Double(config.channels(stage: stage))
+                grid = [grid[0], (grid[1] + 1) / 2, (grid[2] + 1) / 2]
+                total += 2 * Double(grid.reduce(1, *)) * 4 * c * 2 * c
+            }
+        }
+        total += 2 * Double(head.inFeatures * head.outFeatures)
+        return total
+    }
+}
