@@ -5,8 +5,15 @@
 /// which is immaterial beside a softmax row's maximum term of 1.
 @inline(__always)
 public func exp8(_ input: SIMD8<Float>) -> SIMD8<Float> {
-    let x = input.clamped(lowerBound: SIMD8(repeating: -87.33), upperBound: SIMD8(repeating: 88.37))
-    let n = (x * 1.44269504088896341).rounded(.toNearestOrEven)
+    // Clamp with lane selects: the generic SIMD min/max/clamped are not specialised and are slow.
+    let low = SIMD8<Float>(repeating: -87.33), high = SIMD8<Float>(repeating: 88.37)
+    var x = input.replacing(with: low, where: input .< low)
+    x = x.replacing(with: high, where: x .> high)
+    // Adding 1.5·2²³ rounds x·log2(e) to the nearest integer n and leaves n in the low mantissa
+    // bits, so 2ⁿ is built from the bits without a (slow, generic) float-to-int conversion.
+    let magic = SIMD8<Float>(repeating: 12582912)
+    let shifted = x * 1.44269504088896341 + magic
+    let n = shifted - magic
     var r = x - n * 0.693359375
     r = r - n * -2.12194440e-4
     var p = SIMD8<Float>(repeating: 1.9875691500e-4)
@@ -16,7 +23,7 @@ public func exp8(_ input: SIMD8<Float>) -> SIMD8<Float> {
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
     p = p * (r * r) + r + 1
-    let exponent = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
+    let exponent = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &+ 127) &<< 23
     return p * unsafeBitCast(exponent, to: SIMD8<Float>.self)
 }
 
@@ -80,7 +87,8 @@ public func softmaxRow(_ x: UnsafeMutablePointer<Float>, count: Int) {
     var max8 = SIMD8<Float>(repeating: -.infinity)
     var i = 0
     while i + 8 <= count {
-        max8 = pointwiseMax(max8, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        max8 = max8.replacing(with: v, where: v .> max8)
         i += 8
     }
     var maximum = max8.max()

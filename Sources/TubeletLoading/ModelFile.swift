@@ -1,0 +1,147 @@
+import Foundation
+import TubeletKernels
+import TubeletModels
+
+/// How frames become a normalised clip for a model: sampling, geometry and per-channel normalisation.
+/// Pixel values are first scaled by `pixelScale` (1/255 for torchvision's 0-1 convention, 1 for the
+/// official repos' 0-255), then `(value - mean) / std` per channel.
+public struct Preprocessing: Codable, Sendable, Equatable {
+    public var frames: Int
+    public var frameStride: Int
+    public var resizeShortSide: Int
+    public var cropSize: Int
+    public var pixelScale: Float
+    public var mean: [Float]
+    public var std: [Float]
+
+    public init(frames: Int, frameStride: Int, resizeShortSide: Int, cropSize: Int, pixelScale: Float, mean: [Float], std: [Float]) {
+        self.frames = frames
+        self.frameStride = frameStride
+        self.resizeShortSide = resizeShortSide
+        self.cropSize = cropSize
+        self.pixelScale = pixelScale
+        self.mean = mean
+        self.std = std
+    }
+
+    /// torchvision's Kinetics recipe for swin3d_*: short side 256, centre crop 224, ImageNet mean/std on 0-1.
+    public static let torchvisionKinetics = Preprocessing(
+        frames: 32, frameStride: 2, resizeShortSide: 256, cropSize: 224, pixelScale: 1.0 / 255,
+        mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+
+    /// The official Video-Swin-Transformer test pipeline: the same normalisation on the 0-255 scale.
+    public static let officialKinetics = Preprocessing(
+        frames: 32, frameStride: 2, resizeShortSide: 256, cropSize: 224, pixelScale: 1,
+        mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375])
+}
+
+/// A model ready to run, with what the model file says about it.
+public struct TubeletModel: Sendable {
+    public enum Network: Sendable {
+        case videoSwin(VideoSwin)
+    }
+    public let network: Network
+    public let labels: [String]
+    public let preprocessing: Preprocessing
+    public let path: String
+
+    public var architecture: String {
+        switch network { case .videoSwin: return ModelFile.videoSwinArchitecture }
+    }
+
+    public var numClasses: Int {
+        switch network { case .videoSwin(let model): return model.config.numClasses }
+    }
+
+    /// clip: [3, T, H, W] normalised → logits [numClasses].
+    public func logits(_ clip: Tensor) -> Tensor {
+        switch network { case .videoSwin(let model): return model(clip) }
+    }
+
+    /// GFLOP of one clip of this geometry.
+    public func gflop(frames: Int, height: Int, width: Int) -> Double {
+        switch network {
+        case .videoSwin(let model): return model.flops(frames: frames, height: height, width: width) / 1e9
+        }
+    }
+
+    /// The label of class `index`, or "class_<index>" when the model file has no names.
+    public func label(_ index: Int) -> String {
+        index < labels.count ? labels[index] : "class_\(index)"
+    }
+}
+
+/// The Tubelet model file: one `.safetensors` whose `__metadata__` holds the architecture, its config
+/// (JSON), the preprocessing recipe (JSON) and the label names (JSON array). Weights are F32 under
+/// torchvision's names.
+public enum ModelFile {
+    public static let formatKey = "tubelet.format"
+    public static let architectureKey = "tubelet.architecture"
+    public static let configKey = "tubelet.config"
+    public static let preprocessingKey = "tubelet.preprocessing"
+    public static let labelsKey = "tubelet.labels"
+    public static let sourceKey = "tubelet.source"
+    public static let videoSwinArchitecture = "video_swin"
+
+    public static func write(videoSwin config: VideoSwinConfig, weights: [(name: String, tensor: Tensor)],
+                             preprocessing: Preprocessing, labels: [String], source: String, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let metadata: [String: String] = [
+            formatKey: "1",
+            architectureKey: videoSwinArchitecture,
+            configKey: String(decoding: try encoder.encode(config), as: UTF8.self),
+            preprocessingKey: String(decoding: try encoder.encode(preprocessing), as: UTF8.self),
+            labelsKey: String(decoding: try encoder.encode(labels), as: UTF8.self),
+            sourceKey: source,
+        ]
+        try SafeTensorsWriter.write(weights.map { SafeTensorsWriter.Entry(name: $0.name, tensor: $0.tensor) },
+                                    metadata: metadata, to: path)
+    }
+
+    public static func load(path: String) throws -> TubeletModel {
+        let file = try SafeTensorsFile(path: path)
+        func fail(_ message: String) -> LoadError { LoadError(file: path, offset: nil, message: message) }
+        guard let architecture = file.metadata[architectureKey] else {
+            throw fail("not a Tubelet model file (no '\(architectureKey)' in the safetensors metadata); create one with `tubelet import`")
+        }
+        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
+            guard let text = file.metadata[key] else { throw fail("metadata '\(key)' is missing") }
+            do { return try JSONDecoder().decode(type, from: Data(text.utf8)) } catch {
+                throw fail("metadata '\(key)' is not valid: \(error)")
+            }
+        }
+        let preprocessing = try decode(Preprocessing.self, preprocessingKey)
+        let labels = file.metadata[labelsKey] == nil ? [] : try decode([String].self, labelsKey)
+        let weights: WeightProvider = { name, shape in
+            guard let raw = file.tensor(name) else { throw fail("tensor '\(name)' is missing") }
+            guard raw.shape == shape else { throw fail("tensor '\(name)' has shape \(raw.shape), expected \(shape)") }
+            return try raw.floats()
+        }
+        switch architecture {
+        case videoSwinArchitecture:
+            let config = try decode(VideoSwinConfig.self, configKey)
+            try validate(config, path: path)
+            return TubeletModel(network: .videoSwin(try VideoSwin(config: config, weights: weights)),
+                                labels: labels, preprocessing: preprocessing, path: path)
+        default:
+            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture))")
+        }
+    }
+
+    /// Rejects configs the model code would trap on, with a message instead of a crash.
+    static func validate(_ config: VideoSwinConfig, path: String) throws {
+        func check(_ condition: Bool, _ message: String) throws {
+            if !condition { throw LoadError(file: path, offset: nil, message: "invalid video_swin config: \(message)") }
+        }
+        try check(config.patchSize.count == 3 && config.patchSize.allSatisfy { $0 > 0 }, "patchSize must be 3 positive sizes")
+        try check(config.windowSize.count == 3 && config.windowSize.allSatisfy { $0 > 0 }, "windowSize must be 3 positive sizes")
+        try check(!config.depths.isEmpty && config.depths.count == config.numHeads.count, "depths and numHeads must have the same, non-zero length")
+        try check(config.depths.allSatisfy { $0 > 0 }, "every depth must be positive")
+        try check(config.embedDim > 0 && config.numClasses > 0 && config.inChannels > 0 && config.mlpRatio > 0, "sizes must be positive")
+        for (stage, heads) in config.numHeads.enumerated() {
+            try check(heads > 0 && config.channels(stage: stage) % heads == 0,
+                      "stage \(stage) has \(config.channels(stage: stage)) channels, not divisible by \(heads) heads")
+        }
+    }
+}

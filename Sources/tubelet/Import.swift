@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import TubeletLoading
+
+/// `tubelet import SRC -o MODEL.safetensors [--labels FILE]`
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a published checkpoint (.pth or .safetensors) into a Tubelet model file.")
+
+    @Argument(help: "torchvision swin3d_* state dict or official Video-Swin-Transformer checkpoint.") var source: String
+    @Option(name: .shortAndLong, help: "Model file to write (.safetensors).") var output: String
+    @Option(help: "Class names, one per line (e.g. Config/kinetics400_labels.txt).") var labels: String?
+    @Option(help: "Frames per clip for the preprocessing recipe.") var frames: Int?
+    @Option(help: "Frame stride for the preprocessing recipe.") var frameStride: Int?
+
+    func run() throws {
+        let progress = TerminalProgress(title: "reading \(URL(fileURLWithPath: source).lastPathComponent)")
+        let imported: SwinImport.Imported
+        do {
+            imported = try SwinImport.importCheckpoint(path: source, progress: progress.update)
+        } catch {
+            progress.finish()
+            fail("\(error)")
+        }
+        progress.finish()
+        var labelNames: [String] = []
+        if let labels {
+            guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else { fail("\(labels): cannot read the labels file") }
+            labelNames = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            while labelNames.last == "" { labelNames.removeLast() }
+            guard labelNames.count == imported.config.numClasses else {
+                fail("\(labels): \(labelNames.count) labels, but the checkpoint has \(imported.config.numClasses) classes")
+            }
+        }
+        var preprocessing = imported.defaultPreprocessing
+        if let frames { preprocessing.frames = frames }
+        if let frameStride { preprocessing.frameStride = frameStride }
+        do {
+            try ModelFile.write(videoSwin: imported.config, weights: imported.weights, preprocessing: preprocessing,
+                                labels: labelNames, source: "\(imported.layout.rawValue):\(URL(fileURLWithPath: source).lastPathComponent)",
+                                to: output)
+        } catch {
+            fail("\(error)")
+        }
+        let c = imported.config
+        let parameters = imported.weights.reduce(0) { $0 + $1.tensor.count }
+        print("imported \(imported.layout.rawValue) Video Swin: embed \(c.embedDim), depths \(c.depths), heads \(c.numHeads), window \(c.windowSize), patch \(c.patchSize), \(c.numClasses) classes, \(parameters) parameters -> \(output)")
+    }
+}
+
+/// A one-line progress bar on a terminal (stderr); silent when stderr is not a terminal.
+final class TerminalProgress: @unchecked Sendable {
+    let title: String
+    let enabled = isatty(STDERR_FILENO) != 0
+    var lastPercent = -1
+    init(title: String) { self.title = title }
+
+    func update(_ done: Int, _ total: Int) {
+        guard enabled, total > 0 else { return }
+        let percent = done * 100 / total
+        if percent == lastPercent { return }
+        lastPercent = percent
+        let width = 30, filled = width * percent / 100
+        let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(title) [\(bar)] \(percent)%".utf8))
+    }
+
+    func finish() {
+        if enabled && lastPercent >= 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+import TubeletKernels
+import TubeletLoading
+import TubeletModels
+
+/// Parity with the reference implementations: fixtures made by tools/make_swin_fixtures.py from
+/// torchvision's SwinTransformer3d (and the official layout) with every parameter randomised.
+/// Each checkpoint goes through `tubelet import`'s code path (SwinImport → ModelFile.write → ModelFile.load).
+final class VideoSwinParityTests: XCTestCase {
+    static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("swin")
+
+    func fixtureDirectories() throws -> [URL] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.fixtures.path).sorted()
+        return names.map { Self.fixtures.appendingPathComponent($0) }
+            .filter { FileManager.default.fileExists(atPath: $0.appendingPathComponent("clip.safetensors").path) }
+    }
+
+    /// Imports a checkpoint exactly as `tubelet import` does and loads the resulting model file.
+    func importAndLoad(_ checkpoint: URL) throws -> TubeletModel {
+        let imported = try SwinImport.importCheckpoint(path: checkpoint.path)
+        let output = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tubelet-parity-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        try ModelFile.write(videoSwin: imported.config, weights: imported.weights, preprocessing: imported.defaultPreprocessing,
+                            labels: [], source: checkpoint.lastPathComponent, to: output)
+        return try ModelFile.load(path: output)
+    }
+
+    func tensor(_ file: URL, _ name: String) throws -> Tensor {
+        let raw = try XCTUnwrap(try SafeTensorsFile(path: file.path).tensor(name), "\(name) missing in \(file.lastPathComponent)")
+        return try raw.floats()
+    }
+
+    /// max|Δ| ≤ 1e-4 · max(1, max|expected|)
+    func assertParity(_ actual: Tensor, _ expected: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, "\(what): element count", file: file, line: line)
+        guard actual.count == expected.count else { return }
+        var worst: Float = 0, largest: Float = 0
+        for i in 0..<actual.count {
+            worst = max(worst, abs(actual[i] - expected[i]))
+            largest = max(largest, abs(expected[i]))
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-4 * max(1, largest), "\(what): max|Δ| \(worst), max|expected| \(largest)", file: file, line: line)
+    }
+
+    func testLogitsMatchReferenceForEveryFixtureAndCheckpointLayout() throws {
+        let directories = try fixtureDirectories()
+        XCTAssertGreaterThanOrEqual(directories.count, 5, "expected the five fixture configs")
+        var checked = 0
+        for directory in directories {
+            let clip = try tensor(directory.appendingPathComponent("clip.safetensors"), "clip")
+            let expected = try tensor(directory.appendingPathComponent("expected.safetensors"), "logits")
+            for checkpoint in ["torchvision.pth", "official.pth", "torchvision.safetensors"] {
+                let url = directory.appendingPathComponent(checkpoint)
+                guard FileManager.default.fileExists(atPath: url.path) else { continue }
+                let model = try importAndLoad(url)
+                assertParity(model.logits(clip), expected, "\(directory.lastPathComponent)/\(checkpoint)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 8)
+    }
+
+    func testPerStageActivationsMatchReference() throws {
+        let directory = Self.fixtures.appendingPathComponent("pad_two_windows")
+        let expectedFile = directory.appendingPathComponent("expected.safetensors")
+        let model = try importAndLoad(directory.appendingPathComponent("torchvision.pth"))
+        guard case .videoSwin(let swin) = model.network else { return XCTFail("not a Video Swin") }
+        let clip = try tensor(directory.appendingPathComponent("clip.safetensors"), "clip")
+        var seen: [String] = []
+        _ = swin(clip) { name, activation in
+            guard let expected = try? self.tensor(expectedFile, name) else { return }
+            XCTAssertEqual(activation.count, expected.count, name)
+            self.assertParity(activation.copy(), expected, name)
+            seen.append(name)
+        }
+        XCTAssertEqual(Set(seen), ["patch_embed", "stage0", "merge0", "stage1", "merge1", "stage2", "merge2", "stage3", "final_norm"])
+    }
+
+    func testImporterInfersTheArchitecture() throws {
+        let cases: [(String, [Int], [Int], Bool)] = [
+            ("pad_two_windows", [8, 7, 7], [2, 2, 2, 2], true),
+            ("window_433", [4, 3, 3], [2, 2, 2, 2], true),
+            ("no_patch_norm", [8, 7, 7], [2, 2, 2, 2], false),
+        ]
+        for (name, window, depths, patchNorm) in cases {
+            let imported = try SwinImport.importCheckpoint(path: Self.fixtures.appendingPathComponent(name).appendingPathComponent("torchvision.pth").path)
+            XCTAssertEqual(imported.config.windowSize, window, name)
+            XCTAssertEqual(imported.config.depths, depths, name)
+            XCTAssertEqual(imported.config.patchNorm, patchNorm, name)
+            XCTAssertEqual(imported.config.patchSize, [2, 4, 4], name)
+        }
+        let official = try SwinImport.importCheckpoint(path: Self.fixtures.appendingPathComponent("pad_two_windows/official.pth").path)
+        XCTAssertEqual(official.layout, .official)
+    }
+
+    func testOfficialKeyMapping() {
+        XCTAssertEqual(SwinImport.officialToTorchvision("backbone.layers.2.blocks.5.mlp.fc1.weight"), "features.4.5.mlp.0.weight")
+        XCTAssertEqual(SwinImport.officialToTorchvision("backbone.layers.1.blocks.0.mlp.fc2.bias"), "features.2.0.mlp.3.bias")
+        XCTAssertEqual(SwinImport.officialToTorchvision("backbone.layers.0.downsample.reduction.weight"), "features.1.reduction.weight")
+        XCTAssertEqual(SwinImport.officialToTorchvision("backbone.layers.3.blocks.1.attn.relative_position_bias_table"), "features.6.1.attn.relative_position_bias_table")
+        XCTAssertEqual(SwinImport.officialToTorchvision("backbone.norm.weight"), "norm.weight")
+        XCTAssertEqual(SwinImport.officialToTorchvision("cls_head.fc_cls.bias"), "head.bias")
+        XCTAssertNil(SwinImport.officialToTorchvision("features.0.0.norm1.weight"))
+    }
+}
