@@ -162,6 +162,12 @@ final class TorchCheckpointTests: XCTestCase {
         assertLoadError(path, contains: "too many objects") { try load() }
     }
 
+    func testDeepNestingIsBounded() throws {
+        let p: [UInt8] = [0x80, 0x02, 0x4E] + [UInt8](repeating: 0x85, count: 5000) + [0x2E]  // None wrapped in 5000 1-tuples
+        let (path, load) = try loadPickle(p)
+        assertLoadError(path, contains: "nests deeper") { try load() }
+    }
+
     func testBigIntegersAreOpaque() throws {
         let p: [UInt8] = [0x80, 0x02, 0x8A, 0x09] + [UInt8](repeating: 0xFF, count: 8) + [0x01, 0x2E]  // LONG1, 9 bytes
         let (_, load) = try loadPickle(p)
