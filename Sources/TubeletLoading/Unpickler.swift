@@ -210,13 +210,15 @@ struct Unpickler {
                 let value = try pop(), key = try pop()
                 try setItems([key, value])
             case 0x75: // SETITEMS
-                try setItems(try popToMark())
+                // A local first: a non-mutating call would capture `self` before popToMark() ran.
+                let items = try popToMark()
+                try setItems(items)
 
             case 0x71: try memoize(try u8(), try top())  // BINPUT
             case 0x72: try memoize(try u32(), try top())  // LONG_BINPUT
             case 0x94: try memoize(memo.count, try top())  // MEMOIZE
-            case 0x68: try push(try recall(try u8()))  // BINGET
-            case 0x6A: try push(try recall(try u32()))  // LONG_BINGET
+            case 0x68: let key = try u8(); try push(try recall(key))  // BINGET
+            case 0x6A: let key = try u32(); try push(try recall(key))  // LONG_BINGET
 
             case 0x63: // GLOBAL
                 let module = try line(), name = try line()
