@@ -78,21 +78,30 @@ final class VideoSwinParityTests: XCTestCase {
         XCTAssertEqual(Set(seen), ["patch_embed", "stage0", "merge0", "stage1", "merge1", "stage2", "merge2", "stage3", "final_norm"])
     }
 
+    /// The config inferred from tensor shapes equals the one the fixture script built the reference with.
     func testImporterInfersTheArchitecture() throws {
-        let cases: [(String, [Int], [Int], Bool)] = [
-            ("pad_two_windows", [8, 7, 7], [2, 2, 2, 2], true),
-            ("window_433", [4, 3, 3], [2, 2, 2, 2], true),
-            ("no_patch_norm", [8, 7, 7], [2, 2, 2, 2], false),
-        ]
-        for (name, window, depths, patchNorm) in cases {
-            let imported = try SwinImport.importCheckpoint(path: Self.fixtures.appendingPathComponent(name).appendingPathComponent("torchvision.pth").path)
-            XCTAssertEqual(imported.config.windowSize, window, name)
-            XCTAssertEqual(imported.config.depths, depths, name)
-            XCTAssertEqual(imported.config.patchNorm, patchNorm, name)
-            XCTAssertEqual(imported.config.patchSize, [2, 4, 4], name)
+        struct FixtureConfig: Decodable {
+            let patch_size: [Int], embed_dim: Int, depths: [Int], num_heads: [Int], window_size: [Int]
+            let patch_norm: Bool, num_classes: Int
         }
-        let official = try SwinImport.importCheckpoint(path: Self.fixtures.appendingPathComponent("pad_two_windows/official.pth").path)
-        XCTAssertEqual(official.layout, .official)
+        for directory in try fixtureDirectories() {
+            let data = try Data(contentsOf: directory.appendingPathComponent("config.json"))
+            let reference = try JSONDecoder().decode(FixtureConfig.self, from: data)
+            for checkpoint in ["torchvision.pth", "official.pth"] {
+                let url = directory.appendingPathComponent(checkpoint)
+                guard FileManager.default.fileExists(atPath: url.path) else { continue }
+                let imported = try SwinImport.importCheckpoint(path: url.path)
+                let name = "\(directory.lastPathComponent)/\(checkpoint)"
+                XCTAssertEqual(imported.config.patchSize, reference.patch_size, name)
+                XCTAssertEqual(imported.config.embedDim, reference.embed_dim, name)
+                XCTAssertEqual(imported.config.depths, reference.depths, name)
+                XCTAssertEqual(imported.config.numHeads, reference.num_heads, name)
+                XCTAssertEqual(imported.config.windowSize, reference.window_size, name)
+                XCTAssertEqual(imported.config.patchNorm, reference.patch_norm, name)
+                XCTAssertEqual(imported.config.numClasses, reference.num_classes, name)
+                XCTAssertEqual(imported.layout, checkpoint == "official.pth" ? .official : .torchvision, name)
+            }
+        }
     }
 
     func testOfficialKeyMapping() {
