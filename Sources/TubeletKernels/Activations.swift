@@ -81,9 +81,10 @@ public func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
     }
 }
 
-/// Softmax of one row in place: exp(x - max) / Σ.
+/// Replaces a row by exp(x - max(x)) and returns Σ exp(x - max): a softmax without its division,
+/// for callers that divide a smaller product instead.
 @inline(__always)
-public func softmaxRow(_ x: UnsafeMutablePointer<Float>, count: Int) {
+public func exponentiateRow(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
     var max8 = SIMD8<Float>(repeating: -.infinity)
     var i = 0
     while i + 8 <= count {
@@ -110,7 +111,13 @@ public func softmaxRow(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let e = exp8(lanes)
         for j in i..<count { x[j] = e[j - i]; sum += e[j - i] }
     }
-    let inverse = 1 / sum
+    return sum
+}
+
+/// Softmax of one row in place: exp(x - max) / Σ.
+@inline(__always)
+public func softmaxRow(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    let inverse = 1 / exponentiateRow(x, count: count)
     for j in 0..<count { x[j] *= inverse }
 }
 

@@ -146,6 +146,8 @@ public struct SwinBlock: Sendable {
     public let windowSize: [Int]
     /// Whether this block shifts its windows by window/2 (odd blocks of a stage).
     public let shifted: Bool
+    /// [heads, N, N] bias for the full (unclamped) window, gathered once at load time.
+    let fullWindowBias: Tensor
 
     init(_ weights: WeightProvider, _ prefix: String, channels c: Int, heads: Int, config: VideoSwinConfig, shifted: Bool) throws {
         let eps = config.layerNormEps
@@ -163,21 +165,27 @@ public struct SwinBlock: Sendable {
         self.windowSize = w
         self.shifted = shifted
         precondition(c % heads == 0, "channels \(c) not divisible by heads \(heads)")
+        fullWindowBias = SwinBlock.gatherBias(table: relativePositionBiasTable, window: w, heads: heads, tokens: w.reduce(1, *))
     }
 
     /// Relative position bias [heads, N, N] for a window of N tokens. As both references do for a
     /// clamped window, this is `index[:N, :N]` of the *full* window's index: token i of a clamped
     /// window is looked up as token i of the full window.
     func relativePositionBias(tokens n: Int) -> Tensor {
-        let (wt, wh, ww) = (windowSize[0], windowSize[1], windowSize[2])
+        n == fullWindowBias.shape[1]
+            ? fullWindowBias
+            : SwinBlock.gatherBias(table: relativePositionBiasTable, window: windowSize, heads: heads, tokens: n)
+    }
+
+    static func gatherBias(table: Tensor, window: [Int], heads: Int, tokens n: Int) -> Tensor {
+        let (wt, wh, ww) = (window[0], window[1], window[2])
         let bias = Tensor(uninitialized: [heads, n, n])
-        let table = relativePositionBiasTable.data
         for i in 0..<n {
             let (ti, hi, wi) = (i / (wh * ww), (i / ww) % wh, i % ww)
             for j in 0..<n {
                 let (tj, hj, wj) = (j / (wh * ww), (j / ww) % wh, j % ww)
                 let index = (ti - tj + wt - 1) * (2 * wh - 1) * (2 * ww - 1) + (hi - hj + wh - 1) * (2 * ww - 1) + (wi - wj + ww - 1)
-                for h in 0..<heads { bias.data[(h * n + i) * n + j] = table[index * heads + h] }
+                for h in 0..<heads { bias.data[(h * n + i) * n + j] = table.data[index * heads + h] }
             }
         }
         return bias
@@ -195,8 +203,9 @@ public struct SwinBlock: Sendable {
         norm1(x.data, rows: tokens, into: scratch.normed.data)
         partition.partition(scratch.normed.data, channels: c, into: scratch.windows.data)
         qkv(scratch.windows.data, rows: windowed, into: scratch.qkv.data)
-        windowAttention(qkv: scratch.qkv.data, partition: partition, bias: layout.bias.data,
-                        maskLabels: layout.maskLabels, into: scratch.attention.data)
+        let bias = relativePositionBias(tokens: partition.tokensPerWindow)
+        windowAttention(qkv: scratch.qkv.data, partition: partition, bias: bias.data,
+                        mask: layout.mask, into: scratch.attention.data)
         proj(scratch.attention.data, rows: windowed, into: scratch.windows.data)
         partition.reverseAdd(scratch.windows.data, channels: c, into: x.data)
 
@@ -209,53 +218,78 @@ public struct SwinBlock: Sendable {
 
     /// For every (window, head): softmax(q·kᵀ·scale + bias + mask)·v, heads concatenated.
     /// qkv: [windows·N, 3C] with each row laid out (3, heads, headDim); out: [windows·N, C].
+    ///
+    /// Fused to touch each N×N score tile three times: it starts as bias (+ mask) and the GEMM
+    /// accumulates scale·q·kᵀ onto it (beta = 1); one pass takes the row maximum, one writes
+    /// exp(x - max) and sums it; the softmax's division is applied to the N×headDim output rows.
     func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, bias: UnsafePointer<Float>,
-                         maskLabels: [Int32]?, into out: UnsafeMutablePointer<Float>) {
+                         mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
         let n = partition.tokensPerWindow
         let c = channels, headDim = c / heads
         let scale = 1 / Float(headDim).squareRoot()
         let pairs = partition.windowCount * heads
         Parallel.forRanges(pairs) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-            defer { scores.deallocate() }
+            let rowSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            defer { scores.deallocate(); rowSums.deallocate() }
             for pair in range {
                 let window = pair / heads, head = pair % heads
                 let q = qkv + window * n * 3 * c + head * headDim
+                scores.update(from: bias + head * n * n, count: n * n)
+                mask?.apply(window: window, to: scores)
                 sgemm(transposeA: false, transposeB: true, m: n, n: n, k: headDim, alpha: scale,
-                      a: q, lda: 3 * c, b: q + c, ldb: 3 * c, c: scores, ldc: n)
-                let headBias = bias + head * n * n
-                if let maskLabels {
-                    maskLabels.withUnsafeBufferPointer { labels in
-                        let windowLabels = labels.baseAddress! + window * n
-                        for i in 0..<n {
-                            let row = scores + i * n, biasRow = headBias + i * n
-                            let label = windowLabels[i]
-                            for j in 0..<n {
-                                row[j] += biasRow[j]
-                                // Differing shift regions get -100, as both references (not -inf).
-                                if windowLabels[j] != label { row[j] += -100 }
-                            }
-                        }
-                    }
-                } else {
-                    for i in 0..<n * n { scores[i] += headBias[i] }
-                }
-                for i in 0..<n { softmaxRow(scores + i * n, count: n) }
+                      a: q, lda: 3 * c, b: q + c, ldb: 3 * c, beta: 1, c: scores, ldc: n)
+                for i in 0..<n { rowSums[i] = exponentiateRow(scores + i * n, count: n) }
+                let output = out + window * n * c + head * headDim
                 sgemm(transposeA: false, transposeB: false, m: n, n: headDim, k: n,
-                      a: scores, lda: n, b: q + 2 * c, ldb: 3 * c,
-                      c: out + window * n * c + head * headDim, ldc: c)
+                      a: scores, lda: n, b: q + 2 * c, ldb: 3 * c, c: output, ldc: c)
+                for i in 0..<n {
+                    let row = output + i * c, inverse = 1 / rowSums[i]
+                    for d in 0..<headDim { row[d] *= inverse }
+                }
             }
         }
     }
 }
 
-/// The window geometry a block uses on a given grid: clamped window, partition, bias and shift mask.
+/// Which windowed tokens of a shifted partition may not attend to each other: the references add
+/// -100 (not -inf) where two tokens come from different regions of the rolled grid.
+struct ShiftMask {
+    /// [windows·N] region label of each windowed token.
+    let labels: [Int32]
+    /// Per window: whether its tokens span more than one region (only those need the mask).
+    let mixed: [Bool]
+    let tokensPerWindow: Int
+
+    init(labels: [Int32], tokensPerWindow n: Int) {
+        self.labels = labels
+        self.tokensPerWindow = n
+        mixed = (0..<labels.count / n).map { window in
+            let first = labels[window * n]
+            return labels[window * n..<(window + 1) * n].contains { $0 != first }
+        }
+    }
+
+    /// scores[i, j] += -100 where tokens i and j of `window` are in different regions.
+    @inline(__always)
+    func apply(window: Int, to scores: UnsafeMutablePointer<Float>) {
+        guard mixed[window] else { return }
+        let n = tokensPerWindow
+        labels.withUnsafeBufferPointer { labels in
+            let windowLabels = labels.baseAddress! + window * n
+            for i in 0..<n {
+                let row = scores + i * n, label = windowLabels[i]
+                for j in 0..<n where windowLabels[j] != label { row[j] += -100 }
+            }
+        }
+    }
+}
+
+/// The window geometry blocks of one shift parity use on a given grid: clamped window, partition, shift mask.
 struct WindowLayout {
     let partition: WindowPartition
-    /// [heads, N, N]
-    let bias: Tensor
-    /// [windows·N] region label of each windowed token; nil when nothing is shifted.
-    let maskLabels: [Int32]?
+    /// nil when nothing is shifted.
+    let mask: ShiftMask?
 
     /// Both references, per axis on every forward: `if size <= window { window = size; shift = 0 }`.
     static func clamp(grid: [Int], window: [Int], shift: [Int]) -> (window: [Int], shift: [Int]) {
@@ -272,8 +306,8 @@ struct WindowLayout {
         let (window, shift) = WindowLayout.clamp(grid: grid, window: configured,
                                                  shift: block.shifted ? configured.map { $0 / 2 } : [0, 0, 0])
         partition = WindowPartition(grid: grid, window: window, shift: shift)
-        bias = block.relativePositionBias(tokens: partition.tokensPerWindow)
-        maskLabels = shift.contains(where: { $0 > 0 }) ? WindowLayout.shiftMaskLabels(partition) : nil
+        mask = shift.contains(where: { $0 > 0 })
+            ? ShiftMask(labels: WindowLayout.shiftMaskLabels(partition), tokensPerWindow: partition.tokensPerWindow) : nil
     }
 
     /// Region labels of the rolled, padded grid, painted exactly as the references do: per axis the
