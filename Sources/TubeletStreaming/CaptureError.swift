@@ -56,3 +56,20 @@ func averrorString(_ code: Int32) -> String {
     tubelet_av_strerror(code, &buffer, buffer.count)
     return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+extension CaptureError {
+    /// The error without the source's name, for state reasons (the state change names the source).
+    public var reason: String {
+        switch self {
+        case .openFailed(_, let reason): return "cannot open: \(reason)"
+        case .noVideoStream: return "no video stream"
+        case .unsupportedCodec(_, let codec): return "no decoder for \(codec)"
+        case .noFrames: return "no decodable frames"
+        case .readFailed(_, let reason): return "read failed: \(reason)"
+        case .timedOut(_, let operation, let seconds): return "\(operation) timed out after \(formatSeconds(seconds)) s"
+        case .stalled(_, let seconds): return "no frame for \(formatSeconds(seconds)) s"
+        case .stopped: return "stopped"
+        case .device(_, let reason): return reason
+        }
+    }
+}
