@@ -14,10 +14,11 @@ final class IOInterrupt: Sendable {
     func requestStop() { stopFlag.store(true, ordering: .sequentiallyConsistent) }
     var isStopRequested: Bool { stopFlag.load(ordering: .sequentiallyConsistent) }
 
-    /// Arms the deadline `seconds` from now (nil disarms it) and clears the last reason.
+    /// Arms the deadline `seconds` from now and clears the last reason; nil disarms it and keeps
+    /// the reason, so that the caller can still ask why the call it just made was aborted.
     func arm(seconds: Double?) {
-        firedReason.store(Reason.none.rawValue, ordering: .relaxed)
         guard let seconds else { deadlineNanos.store(0, ordering: .relaxed); return }
+        firedReason.store(Reason.none.rawValue, ordering: .relaxed)
         deadlineNanos.store(Self.nowNanos() + UInt64(max(0, seconds) * 1e9), ordering: .relaxed)
     }
 

@@ -102,6 +102,12 @@ final class MediaDecoder {
             interrupt.arm(seconds: readDeadline())
             let read = av_read_frame(format, packet)
             interrupt.arm(seconds: nil)
+            if read >= 0 && interrupt.reason != .none {
+                // An aborted read can still return a packet: the demuxer flushes its parser. The
+                // deadline has passed all the same, so treat it as the timeout or stall it is.
+                av_packet_unref(packet)
+                try throwIfInterrupted()
+            }
             if read == AVErrorCode.eof {
                 startDraining()
                 continue
@@ -262,7 +268,9 @@ private struct OpenedStream {
     }
 
     private static func protocolOptions(url: String, options: DemuxOptions) -> [(String, String)] {
-        let micros = String(Int(options.readTimeout * 1e6))
+        // Socket-level timeouts are only a backstop: the interrupt deadlines fire first and say
+        // precisely what timed out (connect, read, stall).
+        let micros = String(Int((max(options.readTimeout, options.connectTimeout) + 1) * 1e6))
         let scheme = url.split(separator: ":", maxSplits: 1).first.map { $0.lowercased() } ?? ""
         switch scheme {
         case "rtsp", "rtsps":

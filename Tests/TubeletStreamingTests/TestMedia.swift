@@ -4,10 +4,22 @@ import XCTest
 /// Test videos generated once per test run with the ffmpeg CLI (testsrc2 pattern, small sizes).
 enum TestMedia {
     static let directory: URL = {
+        removeDirectoriesOfFinishedRuns()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tubelet-capture-tests-\(getpid())")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }()
+
+    /// Earlier runs' media (their process is gone): XCTest has no hook to clean up after the last test.
+    private static func removeDirectoriesOfFinishedRuns() {
+        let temp = FileManager.default.temporaryDirectory
+        let prefix = "tubelet-capture-tests-"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? [] where name.hasPrefix(prefix) {
+            if let pid = Int32(name.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH {
+                try? FileManager.default.removeItem(at: temp.appendingPathComponent(name))
+            }
+        }
+    }
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var made: [String: String] = [:]
