@@ -33,6 +33,7 @@ public final class V4L2Camera {
             case ENOENT, ENODEV, ENXIO: return fail("does not exist (no such device)")
             case EBUSY: return fail("is busy: another process is using it (\(error.operation))")
             case EACCES, EPERM: return fail("permission denied (is the user in the 'video' group?)")
+            case ENOTTY: return fail("is not a V4L2 device (\(error.message))")
             default: return fail("\(what) failed: \(error.message)")
             }
         }
