@@ -1,0 +1,98 @@
+import Foundation
+
+/// Exponential backoff with jitter: first, 2*first, 4*first, ... capped, each ±jitter.
+struct Backoff {
+    let first: Double
+    let cap: Double
+    let jitter: Double
+    private(set) var failures = 0
+
+    init(first: Double, cap: Double, jitter: Double) {
+        self.first = max(0, first)
+        self.cap = max(first, cap)
+        self.jitter = min(max(0, jitter), 1)
+    }
+
+    /// The delay before the next attempt; grows with each call until `reset()`.
+    mutating func nextDelay<G: RandomNumberGenerator>(using generator: inout G) -> Double {
+        let base = min(cap, first * pow(2, Double(min(failures, 62))))
+        failures += 1
+        let spread = base * jitter
+        return max(0, base + Double.random(in: -spread...spread, using: &generator))
+    }
+
+    mutating func nextDelay() -> Double {
+        var generator = SystemRandomNumberGenerator()
+        return nextDelay(using: &generator)
+    }
+
+    mutating func reset() { failures = 0 }
+}
+
+/// Maps a source's presentation times onto `CaptureClock`: anchored at the first frame of each
+/// session, monotonic across sessions (reconnects, file loops), and re-anchored when a live
+/// source drifts more than `resyncThreshold` from wall-clock time.
+struct TimestampMapper {
+    var isLive: Bool
+    var resyncThreshold = 1.0
+    private var anchor: (clock: Double, pts: Double)?
+    private var last: Double?
+    private var lastPTS: Double?
+    private var frameInterval = 0.04
+    private(set) var resyncs = 0
+
+    init(isLive: Bool) { self.isLive = isLive }
+
+    /// A new connection or loop: the next frame starts a new anchor.
+    mutating func beginSession() { anchor = nil; lastPTS = nil }
+
+    mutating func map(pts: Double?, now: Double) -> Double {
+        var timestamp: Double
+        if let pts {
+            if let lastPTS, pts > lastPTS, pts - lastPTS < 1 { frameInterval = pts - lastPTS }
+            if anchor == nil {
+                // Files (not paced) continue one frame after the last timestamp; live sources start now.
+                let start = isLive || last == nil ? now : last! + frameInterval
+                anchor = (max(start, (last ?? -Double.infinity) + 1e-6), pts)
+            }
+            timestamp = anchor!.clock + (pts - anchor!.pts)
+            if isLive, abs(timestamp - now) > resyncThreshold {
+                anchor = (now, pts)
+                timestamp = now
+                resyncs += 1
+            }
+            lastPTS = pts
+        } else {
+            timestamp = isLive || last == nil ? now : last! + frameInterval
+        }
+        if let last, timestamp <= last { timestamp = last + 1e-6 }
+        last = timestamp
+        return timestamp
+    }
+}
+
+/// Decides which decoded frames to keep: all, every n-th, or about `fps` per second by timestamp.
+struct FrameSampler {
+    let sampling: CaptureOptions.Sampling
+    private var index: UInt64 = 0
+    private var nextDue: Double?
+
+    init(_ sampling: CaptureOptions.Sampling) { self.sampling = sampling }
+
+    mutating func keep(timestamp: Double) -> Bool {
+        defer { index += 1 }
+        switch sampling {
+        case .everyFrame:
+            return true
+        case .frameStride(let stride):
+            return index % UInt64(max(1, stride)) == 0
+        case .fps(let fps):
+            let interval = 1 / max(fps, 1e-6)
+            // A quarter interval of slack keeps e.g. 10 of 25 fps at an even 10 instead of 8.33.
+            if let due = nextDue, timestamp < due - interval / 4 { return false }
+            let due = nextDue ?? timestamp
+            nextDue = timestamp - due > interval ? timestamp + interval : due + interval
+            return true
+        }
+    }
+}
