@@ -1,0 +1,151 @@
+import Foundation
+import XCTest
+import TubeletKernels
+import TubeletLoading
+
+/// Runs the real `tubelet` binary: the error contract (one line naming the file, exit status 2)
+/// and full import → infer round trips.
+final class CLITests: XCTestCase {
+    /// The Video Swin fixtures of the model tests, read from the source tree.
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../TubeletModelsTests/Fixtures/swin").standardized
+
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tubelet-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    /// The `tubelet` built next to this test bundle.
+    func tubelet(_ arguments: [String]) throws -> Result {
+        let directory = Bundle.main.executableURL!.deletingLastPathComponent()
+        let binary = directory.appendingPathComponent("tubelet")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw XCTSkip("no tubelet binary at \(binary.path); run `swift build --build-tests` first")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                      stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    /// Exit 2 with exactly one line on stderr that names `file` and says `expected`.
+    func assertOneLineError(_ result: Result, naming file: String, saying expected: String,
+                            sourceFile: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(result.status, 2, result.stderr, file: sourceFile, line: line)
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "stderr: \(result.stderr)", file: sourceFile, line: line)
+        XCTAssertTrue(result.stderr.contains(file), "stderr should name \(file): \(result.stderr)", file: sourceFile, line: line)
+        XCTAssertTrue(result.stderr.contains(expected), "stderr should say '\(expected)': \(result.stderr)", file: sourceFile, line: line)
+        XCTAssertEqual(result.stdout, "", file: sourceFile, line: line)
+    }
+
+    func importFixture(_ name: String = "window_433", _ checkpoint: String = "official.pth") throws -> String {
+        let model = scratch.appendingPathComponent("model.safetensors").path
+        let result = try tubelet(["import", Self.fixtures.appendingPathComponent("\(name)/\(checkpoint)").path, "-o", model])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        return model
+    }
+
+    func testImportThenInferClipMatchesReferenceLogits() throws {
+        let model = try importFixture()
+        let result = try tubelet(["infer", "--model", model, "--clip",
+                                  Self.fixtures.appendingPathComponent("window_433/clip.safetensors").path, "--json", "--top", "3"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let logits = try XCTUnwrap(json["logits"] as? [Double])
+        let expected = try SafeTensorsFile(path: Self.fixtures.appendingPathComponent("window_433/expected.safetensors").path)
+            .tensor("logits")!.floats().array
+        XCTAssertEqual(logits.count, expected.count)
+        let scale = max(1, expected.map { abs(Double($0)) }.max()!)
+        for (a, b) in zip(logits, expected) { XCTAssertEqual(a, Double(b), accuracy: 1e-4 * scale) }
+        let top = try XCTUnwrap(json["top"] as? [[String: Any]])
+        XCTAssertEqual(top.count, 3)
+        let best = logits.indices.max { logits[$0] < logits[$1] }!
+        XCTAssertEqual(top[0]["index"] as? Int, best)
+        XCTAssertEqual(top[0]["label"] as? String, "class_\(best)")
+        let scores = top.compactMap { $0["score"] as? Double }
+        XCTAssertEqual(scores, scores.sorted(by: >))
+    }
+
+    func testInferOnARealVideoFilePrintsJSON() throws {
+        let video = scratch.appendingPathComponent("sample.mp4").path
+        let ffmpeg = Process()
+        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+        ffmpeg.arguments = ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "3",
+                            "-c:v", "libx264", "-pix_fmt", "yuv420p", video]
+        try ffmpeg.run()
+        ffmpeg.waitUntilExit()
+        XCTAssertEqual(ffmpeg.terminationStatus, 0)
+        let labels = scratch.appendingPathComponent("labels.txt").path
+        try "walking\nrunning\njumping\nsitting\nwaving\nclapping\n".write(toFile: labels, atomically: true, encoding: .utf8)
+        let model = scratch.appendingPathComponent("model.safetensors").path
+        let imported = try tubelet(["import", Self.fixtures.appendingPathComponent("window_433/torchvision.pth").path,
+                                    "-o", model, "--labels", labels, "--frames", "16", "--frame-stride", "2"])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let result = try tubelet(["infer", "--model", model, "--video", video, "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let logits = try XCTUnwrap(json["logits"] as? [Double])
+        XCTAssertEqual(logits.count, 6)
+        XCTAssertTrue(logits.allSatisfy(\.isFinite))
+        let top = try XCTUnwrap(json["top"] as? [[String: Any]])
+        XCTAssertEqual(top.count, 5)
+        let names = ["walking", "running", "jumping", "sitting", "waving", "clapping"]
+        for entry in top { XCTAssertEqual(entry["label"] as? String, names[entry["index"] as! Int]) }
+        let total = top.compactMap { $0["score"] as? Double }.reduce(0, +)
+        XCTAssertGreaterThan(total, 0.5)
+        XCTAssertLessThanOrEqual(total, 1.0 + 1e-9)
+    }
+
+    func testTruncatedCheckpointGivesOneLineAndExit2() throws {
+        let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("window_433/torchvision.pth"))
+        let truncated = scratch.appendingPathComponent("truncated.pth")
+        try data.prefix(data.count / 2).write(to: truncated)
+        let result = try tubelet(["import", truncated.path, "-o", scratch.appendingPathComponent("out.safetensors").path])
+        assertOneLineError(result, naming: "truncated.pth", saying: "zip")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("out.safetensors").path))
+    }
+
+    func testOverlappingOffsetsGiveOneLineAndExit2() throws {
+        // Two tensors whose byte ranges overlap: [0, 16) and [8, 24).
+        let header = #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#
+        var bytes = [UInt8](header.utf8)
+        while bytes.count % 8 != 0 { bytes.append(0x20) }
+        var file = withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { Array($0) } + bytes
+        file += [UInt8](repeating: 0, count: 24)
+        let path = scratch.appendingPathComponent("overlap.safetensors")
+        try Data(file).write(to: path)
+        let result = try tubelet(["infer", "--model", path.path, "--clip", Self.fixtures.appendingPathComponent("window_433/clip.safetensors").path])
+        assertOneLineError(result, naming: "overlap.safetensors", saying: "overlap")
+    }
+
+    func testClipOfWrongRankGivesOneLineAndExit2() throws {
+        let model = try importFixture()
+        let clip = scratch.appendingPathComponent("rank3.safetensors").path
+        try SafeTensorsWriter.write([.init(name: "clip", tensor: Tensor(zeros: [3, 8, 32]))], metadata: [:], to: clip)
+        let result = try tubelet(["infer", "--model", model, "--clip", clip])
+        assertOneLineError(result, naming: "rank3.safetensors", saying: "expected [3, T, H, W]")
+    }
+
+    func testNotAModelFileGivesOneLineAndExit2() throws {
+        let clip = Self.fixtures.appendingPathComponent("window_433/clip.safetensors").path
+        let result = try tubelet(["infer", "--model", clip, "--clip", clip])
+        assertOneLineError(result, naming: "clip.safetensors", saying: "tubelet import")
+    }
+}
