@@ -1,3 +1,5 @@
+import Foundation
+
 /// A value from a weights-only unpickler: never executes anything.
 public indirect enum PickleValue: Sendable {
     case none
@@ -27,5 +29,30 @@ public indirect enum PickleValue: Sendable {
     public var string: String? {
         if case .string(let s) = self { return s }
         return nil
+    }
+}
+
+extension PickleValue {
+    /// The value as a JSON-compatible object (dicts with string keys, lists, numbers, strings,
+    /// booleans, null), or nil if it holds anything else (tensors, bytes, opaque objects).
+    public var jsonObject: Any? {
+        switch self {
+        case .none: return NSNull()
+        case .bool(let b): return b
+        case .int(let i): return i
+        case .float(let d): return d
+        case .string(let s): return s
+        case .list(let items), .tuple(let items):
+            let converted = items.map(\.jsonObject)
+            return converted.contains { $0 == nil } ? nil : converted.map { $0! }
+        case .dict(let entries):
+            var object: [String: Any] = [:]
+            for (key, value) in entries {
+                guard case .string(let name) = key, let converted = value.jsonObject else { return nil }
+                object[name] = converted
+            }
+            return object
+        case .bytes, .tensor, .opaque: return nil
+        }
     }
 }

@@ -11,8 +11,12 @@ public struct Preprocessing: Codable, Sendable, Equatable {
     public var pixelScale: Float
     public var mean: [Float]
     public var std: [Float]
+    /// After normalising, subtract each frame's per-channel spatial mean (the demo model's recipe:
+    /// it removes lighting and background level so that motion is what remains).
+    public var subtractFrameMean: Bool
 
-    public init(frames: Int, frameStride: Int, resizeShortSide: Int, cropSize: Int, pixelScale: Float, mean: [Float], std: [Float]) {
+    public init(frames: Int, frameStride: Int, resizeShortSide: Int, cropSize: Int, pixelScale: Float, mean: [Float], std: [Float],
+                subtractFrameMean: Bool = false) {
         self.frames = frames
         self.frameStride = frameStride
         self.resizeShortSide = resizeShortSide
@@ -20,6 +24,20 @@ public struct Preprocessing: Codable, Sendable, Equatable {
         self.pixelScale = pixelScale
         self.mean = mean
         self.std = std
+        self.subtractFrameMean = subtractFrameMean
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case frames, frameStride, resizeShortSide, cropSize, pixelScale, mean, std, subtractFrameMean
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(frames: try c.decode(Int.self, forKey: .frames), frameStride: try c.decode(Int.self, forKey: .frameStride),
+                  resizeShortSide: try c.decode(Int.self, forKey: .resizeShortSide), cropSize: try c.decode(Int.self, forKey: .cropSize),
+                  pixelScale: try c.decode(Float.self, forKey: .pixelScale), mean: try c.decode([Float].self, forKey: .mean),
+                  std: try c.decode([Float].self, forKey: .std),
+                  subtractFrameMean: try c.decodeIfPresent(Bool.self, forKey: .subtractFrameMean) ?? false)
     }
 
     /// torchvision's Kinetics recipe for swin3d_*: short side 256, centre crop 224, ImageNet mean/std on 0-1.
@@ -38,6 +56,12 @@ public struct Preprocessing: Codable, Sendable, Equatable {
             let scale = pixelScale / std[c], offset = mean[c] / std[c]
             let out = clip.data + (c * frames + t) * plane
             for i in 0..<plane { out[i] = Float(frame[i * 3 + c]) * scale - offset }
+            if subtractFrameMean {
+                var sum: Double = 0
+                for i in 0..<plane { sum += Double(out[i]) }
+                let frameMean = Float(sum / Double(plane))
+                for i in 0..<plane { out[i] -= frameMean }
+            }
         }
     }
 

@@ -16,13 +16,51 @@ public enum SwinImport {
         public let layout: Layout
         /// Weights under torchvision's names, in `config.parameterShapes()` order.
         public let weights: [(name: String, tensor: Tensor)]
+        /// What the checkpoint's own `tubelet` entry says, if it has one.
+        public let extras: CheckpointExtras?
+        /// The checkpoint's recipe if it carries one, else its layout's Kinetics recipe.
         public var defaultPreprocessing: Preprocessing {
-            layout == .official ? .officialKinetics : .torchvisionKinetics
+            extras?.preprocessing ?? (layout == .official ? .officialKinetics : .torchvisionKinetics)
+        }
+        public var labels: [String] { extras?.labels ?? [] }
+    }
+
+    /// Tubelet's own optional entry beside the state dict, written by our training scripts:
+    /// `{'state_dict': …, 'tubelet': {'streaming': True, 'labels': [...], 'preprocessing': {...}}}`.
+    public struct CheckpointExtras: Sendable {
+        public var streaming = false
+        public var labels: [String]? = nil
+        public var preprocessing: Preprocessing? = nil
+
+        init(_ value: PickleValue, path: String) throws {
+            func fail(_ message: String) -> LoadError { LoadError(file: path, offset: nil, message: "checkpoint entry 'tubelet': \(message)") }
+            guard let object = value.jsonObject as? [String: Any] else { throw fail("expected a dict of plain values") }
+            for key in object.keys where !["streaming", "labels", "preprocessing"].contains(key) {
+                throw fail("unknown key '\(key)' (expected streaming, labels, preprocessing)")
+            }
+            if let streaming = object["streaming"] {
+                guard let flag = streaming as? Bool else { throw fail("'streaming' must be a bool") }
+                self.streaming = flag
+            }
+            if let labels = object["labels"] {
+                guard let names = labels as? [String] else { throw fail("'labels' must be a list of strings") }
+                self.labels = names
+            }
+            if let recipe = object["preprocessing"] {
+                do {
+                    let data = try JSONSerialization.data(withJSONObject: recipe)
+                    preprocessing = try JSONDecoder().decode(Preprocessing.self, from: data)
+                } catch {
+                    throw fail("'preprocessing' is not a valid recipe: \(error)")
+                }
+            }
         }
     }
 
-    /// Reads the checkpoint's tensors: a torch.save zip (`.pth`, `.pt`, `.bin`) or a safetensors file.
-    public static func readTensors(path: String, progress: ((Int, Int) -> Void)? = nil) throws -> [(name: String, tensor: RawTensor)] {
+    /// Reads the checkpoint's tensors (and `tubelet` entry, if any): a torch.save zip (`.pth`, `.pt`,
+    /// `.bin`) or a safetensors file.
+    public static func readTensors(path: String, progress: ((Int, Int) -> Void)? = nil) throws
+        -> (tensors: [(name: String, tensor: RawTensor)], extras: CheckpointExtras?) {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw LoadError(file: path, offset: nil, message: "cannot open the file")
         }
@@ -33,19 +71,20 @@ public enum SwinImport {
             guard let tensors = TorchCheckpoint.stateDict(root) else {
                 throw LoadError(file: path, offset: nil, message: "no state dict of tensors found (looked at the top level and under state_dict, model_state, model, module)")
             }
-            return tensors
+            return (tensors, try root["tubelet"].map { try CheckpointExtras($0, path: path) })
         }
         let file = try SafeTensorsFile(path: path)
-        return file.names.map { ($0, file.tensor($0)!) }
+        return (file.names.map { ($0, file.tensor($0)!) }, nil)
     }
 
     public static func importCheckpoint(path: String, progress: ((Int, Int) -> Void)? = nil) throws -> Imported {
-        let tensors = try readTensors(path: path, progress: progress)
-        return try convert(tensors, path: path)
+        let (tensors, extras) = try readTensors(path: path, progress: progress)
+        return try convert(tensors, extras: extras, path: path)
     }
 
     /// Maps names to torchvision's, infers the config and checks every shape.
-    public static func convert(_ tensors: [(name: String, tensor: RawTensor)], path: String) throws -> Imported {
+    public static func convert(_ tensors: [(name: String, tensor: RawTensor)], extras: CheckpointExtras? = nil,
+                               path: String) throws -> Imported {
         func fail(_ message: String) -> LoadError { LoadError(file: path, offset: nil, message: message) }
         var byName: [String: RawTensor] = [:]
         var layout = Layout.torchvision
@@ -92,7 +131,11 @@ public enum SwinImport {
         let config = VideoSwinConfig(
             patchSize: Array(patchWeight.shape[2...]), inChannels: patchWeight.shape[1], embedDim: embedDim,
             depths: depths, numHeads: heads, windowSize: window, mlpRatio: fc1.shape[0] / embedDim,
-            patchNorm: byName["patch_embed.norm.weight"] != nil, numClasses: head.shape[0])
+            patchNorm: byName["patch_embed.norm.weight"] != nil, numClasses: head.shape[0],
+            streaming: extras?.streaming ?? false)
+        if let labels = extras?.labels, labels.count != config.numClasses {
+            throw fail("checkpoint entry 'tubelet' has \(labels.count) labels for \(config.numClasses) classes")
+        }
         try ModelFile.validate(config, path: path)
 
         // Every block's stored index must be the one the model computes.
@@ -111,7 +154,7 @@ public enum SwinImport {
             guard raw.shape == shape else { throw fail("tensor '\(name)' has shape \(raw.shape), expected \(shape)") }
             weights.append((name, try raw.floats()))
         }
-        return Imported(config: config, layout: layout, weights: weights)
+        return Imported(config: config, layout: layout, weights: weights, extras: extras)
     }
 
     /// Official Video-Swin-Transformer key → torchvision key, or nil if the key is not official.

@@ -21,10 +21,13 @@ public struct VideoSwinConfig: Codable, Sendable, Equatable {
     public var patchNorm: Bool
     public var numClasses: Int
     public var layerNormEps: Float
+    /// Streaming-native variant (docs/streaming-native-swin.md): temporal windows anchored to
+    /// absolute time, causal in time, so cached key/value tiles make streaming exact.
+    public var streaming: Bool
 
     public init(patchSize: [Int] = [2, 4, 4], inChannels: Int = 3, embedDim: Int, depths: [Int], numHeads: [Int],
                 windowSize: [Int] = [8, 7, 7], mlpRatio: Int = 4, patchNorm: Bool = true, numClasses: Int,
-                layerNormEps: Float = 1e-5) {
+                layerNormEps: Float = 1e-5, streaming: Bool = false) {
         self.patchSize = patchSize
         self.inChannels = inChannels
         self.embedDim = embedDim
@@ -35,6 +38,21 @@ public struct VideoSwinConfig: Codable, Sendable, Equatable {
         self.patchNorm = patchNorm
         self.numClasses = numClasses
         self.layerNormEps = layerNormEps
+        self.streaming = streaming
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case patchSize, inChannels, embedDim, depths, numHeads, windowSize, mlpRatio, patchNorm, numClasses, layerNormEps, streaming
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(patchSize: try c.decode([Int].self, forKey: .patchSize), inChannels: try c.decode(Int.self, forKey: .inChannels),
+                  embedDim: try c.decode(Int.self, forKey: .embedDim), depths: try c.decode([Int].self, forKey: .depths),
+                  numHeads: try c.decode([Int].self, forKey: .numHeads), windowSize: try c.decode([Int].self, forKey: .windowSize),
+                  mlpRatio: try c.decode(Int.self, forKey: .mlpRatio), patchNorm: try c.decode(Bool.self, forKey: .patchNorm),
+                  numClasses: try c.decode(Int.self, forKey: .numClasses), layerNormEps: try c.decode(Float.self, forKey: .layerNormEps),
+                  streaming: try c.decodeIfPresent(Bool.self, forKey: .streaming) ?? false)
     }
 
     /// torchvision `swin3d_t` (embed 96, depths 2-2-6-2, heads 3-6-12-24).
@@ -271,14 +289,15 @@ struct ShiftMask {
     }
 
     /// scores[i, j] += -100 where tokens i and j of `window` are in different regions.
+    /// Rows of the N×N tile are `rowStride` apart (N by default).
     @inline(__always)
-    func apply(window: Int, to scores: UnsafeMutablePointer<Float>) {
+    func apply(window: Int, to scores: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
         guard mixed[window] else { return }
-        let n = tokensPerWindow
+        let n = tokensPerWindow, stride = rowStride ?? n
         labels.withUnsafeBufferPointer { labels in
             let windowLabels = labels.baseAddress! + window * n
             for i in 0..<n {
-                let row = scores + i * n, label = windowLabels[i]
+                let row = scores + i * stride, label = windowLabels[i]
                 for j in 0..<n where windowLabels[j] != label { row[j] += -100 }
             }
         }
@@ -497,6 +516,12 @@ public struct VideoSwin: Sendable {
     /// clip: [C, T, H, W] → logits [numClasses]. `observe` sees named intermediate activations
     /// (`patch_embed`, `stage0`…, `merge0`…, `final_norm`), each [T, H, W, C].
     public func callAsFunction(_ clip: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
+        if config.streaming {
+            // A clip from scratch: its frames as a stream of their own, pooled over all its slices.
+            let stream = SwinStream(model: self, keptSlices: max(1, clip.shape[1] / config.patchSize[0]))
+            stream.push(clip) { observe?("final_norm", $0) }
+            return stream.clipLogits(clipTokens: stream.availableSlices)
+        }
         var (x, grid) = embedPatches(clip)
         observe?("patch_embed", x)
         for stage in 0..<stages.count {

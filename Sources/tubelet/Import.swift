@@ -23,7 +23,7 @@ struct Import: ParsableCommand {
             fail("\(error)")
         }
         progress.finish()
-        var labelNames: [String] = []
+        var labelNames = imported.labels
         if let labels {
             guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else { fail("\(labels): cannot read the labels file") }
             labelNames = text.split(separator: "\n", omittingEmptySubsequences: false).map {
@@ -46,7 +46,7 @@ struct Import: ParsableCommand {
         }
         let c = imported.config
         let parameters = imported.weights.reduce(0) { $0 + $1.tensor.count }
-        print("imported \(imported.layout.rawValue) Video Swin: embed \(c.embedDim), depths \(c.depths), heads \(c.numHeads), window \(c.windowSize), patch \(c.patchSize), \(c.numClasses) classes, \(parameters) parameters -> \(output)")
+        print("imported \(imported.layout.rawValue) \(c.streaming ? "streaming-native " : "")Video Swin: embed \(c.embedDim), depths \(c.depths), heads \(c.numHeads), window \(c.windowSize), patch \(c.patchSize), \(c.numClasses) classes, \(parameters) parameters -> \(output)")
     }
 }
 

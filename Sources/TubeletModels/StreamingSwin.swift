@@ -1,0 +1,294 @@
+// Streaming-native Video Swin: docs/streaming-native-swin.md is the definition this follows
+// (temporal windows anchored to absolute token time, causal in time, spatial windows as Video Swin).
+// Weights and blocks are VideoSwin's; only the attention's temporal structure differs.
+import Foundation
+import TubeletKernels
+
+/// One stream through a streaming-native Video Swin. Frames go in a whole number of tubelets at a
+/// time; every block computes only the new token slices, their queries attending to the cached
+/// key/value tiles of the older slices in their temporal window. Pushing a stream in pieces gives
+/// what pushing it all at once gives. Memory is bounded: a block keeps at most `Wt - 1` old slices.
+public final class SwinStream {
+    public let model: VideoSwin
+    /// Absolute token time of the first slice of this stream and of the next slice to come.
+    public let startTokenTime: Int
+    public private(set) var nextTokenTime: Int
+    /// How many slices' pooled features are kept for clip labels.
+    public let keptSlices: Int
+    /// Multiply-adds ×2 done by the last `push` (linears, convolution, attention products).
+    public private(set) var lastPushFlops: Double = 0
+
+    /// Per block (stages flattened): qkv rows of recent slices, by token time.
+    private var cache: [[Int: Tensor]]
+    /// Per slice: the spatial mean of its final normalised features [C], oldest first.
+    private var pooled: [(time: Int, feature: [Float])] = []
+    /// Per stage: spatial geometry fixed by the first push (frames keep their size).
+    private var stageLayouts: [StreamStageLayout] = []
+    private var frameSize: (height: Int, width: Int)?
+
+    public init(model: VideoSwin, startTokenTime: Int = 0, keptSlices: Int = 64) {
+        precondition(model.config.streaming, "SwinStream needs a streaming-native model")
+        precondition(startTokenTime >= 0 && keptSlices > 0)
+        self.model = model
+        self.startTokenTime = startTokenTime
+        self.nextTokenTime = startTokenTime
+        self.keptSlices = keptSlices
+        cache = Array(repeating: [:], count: model.stages.reduce(0) { $0 + $1.count })
+    }
+
+    /// Slices pushed so far whose pooled features are still kept.
+    public var availableSlices: Int { pooled.count }
+
+    /// Key/value tiles held now, over all blocks (for memory checks).
+    public var cachedSlices: Int { cache.reduce(0) { $0 + $1.count } }
+
+    /// frames: [C, k·pt, H, W], normalised; H and W must stay the same for the whole stream.
+    /// `observe` sees the final normalised features of the new slices, [k, H', W', C].
+    public func push(_ frames: Tensor, observe: ((Tensor) -> Void)? = nil) {
+        let config = model.config
+        precondition(frames.rank == 4 && frames.shape[0] == config.inChannels, "frames must be [\(config.inChannels), T, H, W], got \(frames.shape)")
+        precondition(frames.shape[1] > 0 && frames.shape[1] % config.patchSize[0] == 0,
+                     "a push must hold a whole number of \(config.patchSize[0])-frame tubelets, got \(frames.shape[1]) frames")
+        if let size = frameSize {
+            precondition(size == (frames.shape[2], frames.shape[3]), "frame size changed mid-stream: \(size) to \(frames.shape[2...])")
+        } else {
+            frameSize = (frames.shape[2], frames.shape[3])
+        }
+        var flops = 0.0
+        var (x, grid) = model.embedPatches(frames)
+        flops += 2 * Double(x.count) * Double(model.patchEmbed.inFeatures)
+        let newSlices = grid[0], firstTime = nextTokenTime
+        if stageLayouts.isEmpty { stageLayouts = makeStageLayouts(firstGrid: grid) }
+
+        var blockIndex = 0
+        for stage in 0..<model.stages.count {
+            let layouts = stageLayouts[stage]
+            for block in model.stages[stage] {
+                flops += runBlock(block, blockIndex: blockIndex, x: x, slices: newSlices, firstTime: firstTime,
+                                  layout: block.shifted ? layouts.shifted : layouts.unshifted)
+                blockIndex += 1
+            }
+            if stage < model.merges.count {
+                let c = model.config.channels(stage: stage)
+                (x, grid) = model.merges[stage](x, grid: grid, channels: c)
+                flops += 2 * Double(x.count / (2 * c)) * Double(4 * c * 2 * c)
+            }
+        }
+        // Final LayerNorm on every token, then each slice's spatial mean for the clip pooling.
+        let c = x.shape.last!, perSlice = grid[1] * grid[2]
+        let normed = Tensor(uninitialized: x.shape)
+        model.norm(x.data, rows: x.count / c, into: normed.data)
+        observe?(normed)
+        for slice in 0..<newSlices {
+            var feature = [Float](repeating: 0, count: c)
+            for token in 0..<perSlice {
+                let row = normed.data + (slice * perSlice + token) * c
+                for j in 0..<c { feature[j] += row[j] }
+            }
+            for j in 0..<c { feature[j] /= Float(perSlice) }
+            pooled.append((firstTime + slice, feature))
+        }
+        if pooled.count > keptSlices { pooled.removeFirst(pooled.count - keptSlices) }
+        nextTokenTime += newSlices
+        evictTiles()
+        lastPushFlops = flops
+    }
+
+    /// Logits of the clip made of the `clipTokens` slices before `endTime` (default: the last ones):
+    /// head(mean of their final features).
+    public func clipLogits(clipTokens: Int, endTime: Int? = nil) -> Tensor {
+        let end = endTime ?? nextTokenTime
+        let firstKept = pooled.first?.time ?? nextTokenTime
+        precondition(clipTokens > 0 && end - clipTokens >= firstKept && end <= nextTokenTime,
+                     "clip [\(end - clipTokens), \(end)) is not among the kept slices [\(firstKept), \(nextTokenTime))")
+        let c = pooled[0].feature.count
+        let mean = Tensor(zeros: [1, c])
+        let start = end - clipTokens - firstKept
+        for (_, feature) in pooled[start..<(start + clipTokens)] {
+            for j in 0..<c { mean.data[j] += feature[j] }
+        }
+        for j in 0..<c { mean.data[j] /= Float(clipTokens) }
+        let logits = Tensor(uninitialized: [model.config.numClasses])
+        model.head(mean.data, rows: 1, into: logits.data)
+        return logits
+    }
+
+    /// First token time of the temporal window holding `time` for a block with temporal shift `shift`.
+    @inline(__always)
+    func windowStart(_ time: Int, shift: Int) -> Int {
+        let w = model.config.windowSize[0]
+        let k = Int((Double(time - shift) / Double(w)).rounded(.down))
+        return k * w + shift
+    }
+
+    /// Drops tiles no future query can reach: older than the window of the next slice.
+    private func evictTiles() {
+        var blockIndex = 0
+        for stage in model.stages {
+            for block in stage {
+                let oldest = windowStart(nextTokenTime, shift: temporalShift(block))
+                cache[blockIndex] = cache[blockIndex].filter { $0.key >= oldest }
+                blockIndex += 1
+            }
+        }
+    }
+
+    private func temporalShift(_ block: SwinBlock) -> Int { block.shifted ? block.windowSize[0] / 2 : 0 }
+
+    private func makeStageLayouts(firstGrid: [Int]) -> [StreamStageLayout] {
+        var (height, width) = (firstGrid[1], firstGrid[2])
+        var layouts: [StreamStageLayout] = []
+        for stage in 0..<model.stages.count {
+            let blocks = model.stages[stage]
+            func layout(_ block: SwinBlock?) -> SpatialLayout? {
+                guard let block else { return nil }
+                return SpatialLayout(block: block, height: height, width: width)
+            }
+            layouts.append(StreamStageLayout(unshifted: layout(blocks.first { !$0.shifted })!,
+                                             shifted: layout(blocks.first { $0.shifted }) ?? layout(blocks.first!)!))
+            (height, width) = ((height + 1) / 2, (width + 1) / 2)
+        }
+        return layouts
+    }
+
+    /// One block on the new slices x: [slices, H, W, C], in place. Returns its FLOPs.
+    private func runBlock(_ block: SwinBlock, blockIndex: Int, x: Tensor, slices: Int, firstTime: Int,
+                          layout: SpatialLayout) -> Double {
+        let c = block.channels, heads = block.heads, headDim = c / heads
+        let partition = layout.partition
+        let perSlice = partition.gridHeight * partition.gridWidth
+        let windowed = partition.windowCount * partition.tokensPerWindow  // per slice
+        let n = partition.tokensPerWindow
+        let tokens = slices * perSlice
+
+        // norm1 → per-slice spatial partition → qkv for the new slices, cached by token time.
+        let normed = Tensor(uninitialized: [tokens, c])
+        block.norm1(x.data, rows: tokens, into: normed.data)
+        let windows = Tensor(uninitialized: [slices * windowed, c])
+        for slice in 0..<slices {
+            partition.partition(normed.data + slice * perSlice * c, channels: c, into: windows.data + slice * windowed * c)
+        }
+        let qkv = Tensor(uninitialized: [slices * windowed, 3 * c])
+        block.qkv(windows.data, rows: slices * windowed, into: qkv.data)
+        for slice in 0..<slices {
+            cache[blockIndex][firstTime + slice] = Tensor(borrowing: qkv.data + slice * windowed * 3 * c,
+                                                          shape: [windowed, 3 * c], owner: qkv)
+        }
+
+        // Attention of every (new slice, spatial window, head) over its temporal window's past.
+        let shift = temporalShift(block)
+        let scale = 1 / Float(headDim).squareRoot()
+        let bias = layout.bias(for: block)
+        let attention = Tensor(uninitialized: [slices * windowed, c])
+        let tiles = cache[blockIndex]
+        let windowTemporal = block.windowSize[0]
+        var keyCounts = 0
+        for slice in 0..<slices {
+            let time = firstTime + slice
+            keyCounts += time - max(windowStart(time, shift: shift), startTokenTime) + 1
+        }
+        Parallel.forRanges(slices * partition.windowCount * heads) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * windowTemporal * n)
+            let rowSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            defer { scores.deallocate(); rowSums.deallocate() }
+            for item in range {
+                let slice = item / (partition.windowCount * heads)
+                let window = (item / heads) % partition.windowCount, head = item % heads
+                let time = firstTime + slice
+                let first = max(windowStart(time, shift: shift), startTokenTime)
+                let keySlices = time - first + 1
+                let rowStride = keySlices * n
+                let query = tiles[time]!.data + window * n * 3 * c + head * headDim
+                // Scores [n, keySlices·n]: bias of each time offset (+ spatial mask), then + scale·q·kᵀ.
+                for (block, keyTime) in (first...time).enumerated() {
+                    let key = tiles[keyTime]!.data + window * n * 3 * c + c + head * headDim
+                    let tile = scores + block * n
+                    let offsetBias = bias.data + ((time - keyTime) * heads + head) * n * n
+                    for row in 0..<n { (tile + row * rowStride).update(from: offsetBias + row * n, count: n) }
+                    layout.mask?.apply(window: window, to: tile, rowStride: rowStride)
+                    sgemm(transposeA: false, transposeB: true, m: n, n: n, k: headDim, alpha: scale,
+                          a: query, lda: 3 * c, b: key, ldb: 3 * c, beta: 1, c: tile, ldc: rowStride)
+                }
+                for row in 0..<n { rowSums[row] = exponentiateRow(scores + row * rowStride, count: rowStride) }
+                let output = attention.data + (slice * windowed + window * n) * c + head * headDim
+                for (block, keyTime) in (first...time).enumerated() {
+                    let value = tiles[keyTime]!.data + window * n * 3 * c + 2 * c + head * headDim
+                    sgemm(transposeA: false, transposeB: false, m: n, n: headDim, k: n,
+                          a: scores + block * n, lda: rowStride, b: value, ldb: 3 * c,
+                          beta: block == 0 ? 0 : 1, c: output, ldc: c)
+                }
+                for row in 0..<n {
+                    let out = output + row * c, inverse = 1 / rowSums[row]
+                    for d in 0..<headDim { out[d] *= inverse }
+                }
+            }
+        }
+        block.proj(attention.data, rows: slices * windowed, into: windows.data)
+        for slice in 0..<slices {
+            partition.reverseAdd(windows.data + slice * windowed * c, channels: c, into: x.data + slice * perSlice * c)
+        }
+        // MLP on the new tokens, fc2 accumulated into the residual.
+        block.norm2(x.data, rows: tokens, into: normed.data)
+        let hidden = Tensor(uninitialized: [tokens, block.fc1.outFeatures])
+        block.fc1(normed.data, rows: tokens, into: hidden.data)
+        geluExact(hidden.data, count: hidden.count)
+        block.fc2(hidden.data, rows: tokens, into: x.data, accumulate: true)
+
+        let rows = Double(slices * windowed)
+        return 2 * rows * Double(c) * Double(4 * c)                     // qkv + proj
+            + 2 * 2 * Double(keyCounts * partition.windowCount * n * n) * Double(c)  // q·kᵀ and attn·v
+            + 2 * Double(tokens) * Double(c) * Double(block.fc1.outFeatures) * 2     // fc1 + fc2
+    }
+}
+
+/// A stage's spatial window geometry for unshifted and shifted blocks.
+struct StreamStageLayout {
+    let unshifted: SpatialLayout
+    let shifted: SpatialLayout
+}
+
+/// Spatial windows of one token slice (Video Swin's per-frame part): clamp with `<=`, pad, roll,
+/// -100 mask between shift regions. Relative position biases by temporal offset, per block.
+final class SpatialLayout: @unchecked Sendable {
+    let partition: WindowPartition
+    let mask: ShiftMask?
+    private var biases: [ObjectIdentifier: Tensor] = [:]
+    private let lock = NSLock()
+
+    init(block: SwinBlock, height: Int, width: Int) {
+        let configured = block.windowSize
+        // Time is unbounded in a stream, so only the spatial axes can clamp.
+        let (window, shift) = WindowLayout.clamp(grid: [Int.max, height, width], window: configured,
+                                                 shift: block.shifted ? configured.map { $0 / 2 } : [0, 0, 0])
+        // Temporal structure is handled by the stream; each slice is a [1, H, W] grid here.
+        partition = WindowPartition(grid: [1, height, width], window: [1, window[1], window[2]], shift: [0, shift[1], shift[2]])
+        mask = shift[1] > 0 || shift[2] > 0
+            ? ShiftMask(labels: WindowLayout.shiftMaskLabels(partition), tokensPerWindow: partition.tokensPerWindow) : nil
+    }
+
+    /// [Wt, heads, N, N]: bias between a query and a key `dt` slices older, from true offsets with
+    /// the configured window's table layout.
+    func bias(for block: SwinBlock) -> Tensor {
+        let key = ObjectIdentifier(block.relativePositionBiasTable)
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = biases[key] { return cached }
+        let (wt, wh, ww) = (block.windowSize[0], block.windowSize[1], block.windowSize[2])
+        let (sh, sw) = (partition.windowSizeHeight, partition.windowSizeWidth)
+        let n = sh * sw, heads = block.heads
+        let bias = Tensor(uninitialized: [wt, heads, n, n])
+        let table = block.relativePositionBiasTable.data
+        for dt in 0..<wt {
+            for i in 0..<n {
+                let (hi, wi) = (i / sw, i % sw)
+                for j in 0..<n {
+                    let (hj, wj) = (j / sw, j % sw)
+                    let index = (dt + wt - 1) * (2 * wh - 1) * (2 * ww - 1) + (hi - hj + wh - 1) * (2 * ww - 1) + (wi - wj + ww - 1)
+                    for h in 0..<heads { bias.data[((dt * heads + h) * n + i) * n + j] = table[index * heads + h] }
+                }
+            }
+        }
+        biases[key] = bias
+        return bias
+    }
+}
