@@ -91,7 +91,7 @@ final class MediaDecoder {
                 lastFrameMonotonic = CaptureClock.monotonicSeconds()
                 return frame
             }
-            if received == AVErrorCode.eof { return nil }
+            if received == AVErrorCode.eof || (received == AVErrorCode.again && draining) { return nil }
             if received != AVErrorCode.again {
                 decodeErrors += 1
                 if draining { return nil }
