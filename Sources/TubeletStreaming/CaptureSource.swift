@@ -32,14 +32,15 @@ public final class CaptureSource: @unchecked Sendable {
     private var started = false
     private var finished = false
     private var stopRequested = false
+    private var captureThread: Thread?
 
     /// - Parameters:
     ///   - ring: where frames go; by default a ring of `options.ringCapacity` frames of `options.geometry`.
-    ///   - deviceIO: the V4L2 device layer (libv4l2 by default; tests pass a fake).
     ///   - onStateChange: called on the capture thread for each state change; keep it short.
+    ///   - deviceIO: makes the V4L2 device layer (libv4l2 by default; tests pass a fake).
     public init(options: CaptureOptions, ring: FrameRing? = nil,
-                deviceIO: (@Sendable () -> V4L2DeviceIO)? = nil,
-                onStateChange: @escaping @Sendable (SourceStateChange) -> Void = { _ in }) {
+                onStateChange: @escaping @Sendable (SourceStateChange) -> Void = { _ in },
+                deviceIO: (@Sendable () -> V4L2DeviceIO)? = nil) {
         let ring = ring ?? FrameRing(capacity: options.ringCapacity, geometry: options.geometry)
         precondition(ring.width == options.geometry.width && ring.height == options.geometry.height,
                      "the ring's frame size must match options.geometry")
@@ -90,10 +91,14 @@ public final class CaptureSource: @unchecked Sendable {
             condition.unlock()
         }
         thread.name = "capture"
+        condition.lock()
+        captureThread = thread
+        condition.unlock()
         thread.start()
     }
 
-    /// Ends the capture thread: aborts blocking reads and waits, and returns whether it ended within `timeout`.
+    /// Ends the capture thread: aborts blocking reads and waits, and returns whether it ended within
+    /// `timeout`. From `onStateChange` it only requests the stop (and returns false).
     @discardableResult
     public func stop(timeout: Double = 5) -> Bool {
         condition.lock()
@@ -104,6 +109,8 @@ public final class CaptureSource: @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: timeout)
         condition.lock()
         defer { condition.unlock() }
+        // Called from onStateChange, on the capture thread: it ends once the callback returns.
+        if let captureThread, Thread.current === captureThread { return false }
         while started && !finished {
             if !condition.wait(until: deadline) { return finished }
         }
@@ -120,7 +127,7 @@ public final class CaptureSource: @unchecked Sendable {
     private var isLive: Bool { options.kind != .file }
 
     private func run() {
-        var backoff = Backoff(first: options.backoffFirst, cap: options.backoffCap, jitter: options.backoffJitter)
+        var backoff = ReconnectBackoff(first: options.backoffFirst, cap: options.backoffCap, jitter: options.backoffJitter)
         var attemptsSinceStreaming = 0
         var stream = StreamingState(options: options)
         while !isStopRequested {
@@ -143,7 +150,7 @@ public final class CaptureSource: @unchecked Sendable {
             }
             switch (failure, options.kind) {
             case (nil, .file) where options.loop && stream.sessionStreamed:
-                continue  // start the file again at once
+                continue  // start the file again at once (not a reconnect)
             case (nil, .file):
                 setState(.offline(reason: "end of file"))
                 return
@@ -154,6 +161,7 @@ public final class CaptureSource: @unchecked Sendable {
             case (let error?, _):
                 setState(.offline(reason: "\(error)"))
             }
+            stream.nextStreamIsReconnect = stream.everStreamed
             if let maxAttempts = options.maxAttempts, attemptsSinceStreaming >= maxAttempts {
                 setState(.offline(reason: "gave up after \(maxAttempts) attempts: \(reasonOf(state))"))
                 return
@@ -171,6 +179,8 @@ public final class CaptureSource: @unchecked Sendable {
         let converter: FrameConverter
         var sessionStreamed = false
         var everStreamed = false
+        /// The stream was lost after it had streamed: streaming again counts as a reconnect.
+        var nextStreamIsReconnect = false
 
         init(options: CaptureOptions) {
             mapper = TimestampMapper(isLive: options.kind != .file)
@@ -216,7 +226,8 @@ public final class CaptureSource: @unchecked Sendable {
     private func handle(_ picture: SourcePicture, pts: Double?, _ stream: inout StreamingState) throws {
         if !stream.sessionStreamed {
             stream.sessionStreamed = true
-            if stream.everStreamed { update { $0.reconnects += 1 } }
+            if stream.nextStreamIsReconnect { update { $0.reconnects += 1 } }
+            stream.nextStreamIsReconnect = false
             stream.everStreamed = true
             setState(.streaming)
         }

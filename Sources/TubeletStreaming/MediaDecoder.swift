@@ -91,7 +91,7 @@ final class MediaDecoder {
                 lastFrameMonotonic = CaptureClock.monotonicSeconds()
                 return frame
             }
-            if received == AVErrorCode.eof { return nil }
+            if received == AVErrorCode.eof || (received == AVErrorCode.again && draining) { return nil }
             if received != AVErrorCode.again {
                 decodeErrors += 1
                 if draining { return nil }
@@ -174,7 +174,8 @@ final class MediaDecoder {
 let avNoPTS = Int64.min
 let AVERROR_STREAM_NOT_FOUND_CODE = AVErrorCode.tag(0xF8, "S", "T", "R")
 
-/// FFmpeg logs to stderr by default; keep it to fatal messages unless TUBELET_FFMPEG_LOG asks for more.
+/// Process-wide FFmpeg set-up. FFmpeg logs to stderr by default; keep it to fatal messages unless
+/// TUBELET_FFMPEG_LOG (debug, info, warning, error) asks for more.
 enum FFmpegLogging {
     private static let configured: Void = {
         let level: Int32
@@ -186,6 +187,7 @@ enum FFmpegLogging {
         default: level = AV_LOG_FATAL
         }
         av_log_set_level(level)
+        avformat_network_init()  // TLS (rtsps, https) library set-up
     }()
 
     static func configureOnce() { _ = configured }

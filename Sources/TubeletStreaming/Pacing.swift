@@ -1,32 +1,32 @@
 import Foundation
 
-/// Exponential backoff with jitter: first, 2*first, 4*first, ... capped, each ±jitter.
-struct Backoff {
-    let first: Double
-    let cap: Double
-    let jitter: Double
-    private(set) var failures = 0
+/// Exponential backoff with jitter: first, 2*first, 4*first, ... capped, each ±jitter (a fraction).
+public struct ReconnectBackoff: Sendable {
+    public let first: Double
+    public let cap: Double
+    public let jitter: Double
+    public private(set) var failures = 0
 
-    init(first: Double, cap: Double, jitter: Double) {
+    public init(first: Double, cap: Double, jitter: Double) {
         self.first = max(0, first)
         self.cap = max(first, cap)
         self.jitter = min(max(0, jitter), 1)
     }
 
     /// The delay before the next attempt; grows with each call until `reset()`.
-    mutating func nextDelay<G: RandomNumberGenerator>(using generator: inout G) -> Double {
+    public mutating func nextDelay<G: RandomNumberGenerator>(using generator: inout G) -> Double {
         let base = min(cap, first * pow(2, Double(min(failures, 62))))
         failures += 1
         let spread = base * jitter
         return max(0, base + Double.random(in: -spread...spread, using: &generator))
     }
 
-    mutating func nextDelay() -> Double {
+    public mutating func nextDelay() -> Double {
         var generator = SystemRandomNumberGenerator()
         return nextDelay(using: &generator)
     }
 
-    mutating func reset() { failures = 0 }
+    public mutating func reset() { failures = 0 }
 }
 
 /// Maps a source's presentation times onto `CaptureClock`: anchored at the first frame of each

@@ -205,3 +205,46 @@ final class CapturePacingTests: XCTestCase {
         XCTAssertEqual(CaptureOptions(url: "v4l2:///dev/video0").kind, .v4l2(devicePath: "/dev/video0"))
     }
 }
+
+final class ReconnectBackoffTests: XCTestCase {
+    func testDelaysDoubleUpToTheCapAndResetAfterSuccess() {
+        var backoff = ReconnectBackoff(first: 0.5, cap: 4, jitter: 0)
+        XCTAssertEqual((0..<6).map { _ in backoff.nextDelay() }, [0.5, 1, 2, 4, 4, 4])
+        backoff.reset()
+        XCTAssertEqual(backoff.nextDelay(), 0.5)
+    }
+
+    func testJitterStaysWithinItsFractionAndVaries() {
+        var backoff = ReconnectBackoff(first: 1, cap: 1, jitter: 0.2)
+        let delays = (0..<200).map { _ in backoff.nextDelay() }
+        XCTAssertTrue(delays.allSatisfy { $0 >= 0.8 && $0 <= 1.2 })
+        XCTAssertGreaterThan(Set(delays).count, 100, "jitter spreads reconnects of many cameras apart")
+    }
+
+    func testLoopingAFileIsNotAReconnectAndStopWorksFromTheCallback() throws {
+        var options = makeOptions(try TestMedia.h264())
+        options.loop = true
+        let holder = SourceHolder()
+        let source = CaptureSource(options: options) { change in
+            if change.state == .streaming { XCTAssertFalse(holder.source!.stop()) }
+        }
+        holder.source = source
+        let reader = source.ring.makeReader()
+        source.start()
+        XCTAssertTrue(waitUntil(timeout: 5) { !source.isRunning }, "stop() from the callback ends the thread")
+        XCTAssertLessThanOrEqual(source.counters.framesConverted, 1)
+        _ = reader
+
+        var looping = makeOptions(try TestMedia.h264())
+        looping.loop = true
+        let looped = CaptureSource(options: looping)
+        looped.start()
+        XCTAssertTrue(waitUntil(timeout: 10) { looped.counters.framesDecoded > 120 })
+        XCTAssertTrue(looped.stop())
+        XCTAssertEqual(looped.counters.reconnects, 0)
+    }
+}
+
+private final class SourceHolder: @unchecked Sendable {
+    var source: CaptureSource?
+}

@@ -140,7 +140,7 @@ final class V4L2CameraTests: XCTestCase {
         options.stallTimeout = 1
         options.v4l2 = V4L2Options(width: 64, height: 48, pixelFormats: ["YUYV"])
         let states = StateRecorder()
-        let source = CaptureSource(options: options, deviceIO: { device }, onStateChange: states.record)
+        let source = CaptureSource(options: options, onStateChange: states.record, deviceIO: { device })
         source.start()
         XCTAssertNotNil(states.waitFor("streaming", timeout: 3))
         let stoppedAt = CaptureClock.now()
@@ -160,7 +160,7 @@ final class V4L2CameraTests: XCTestCase {
         var options = makeOptions(path)
         options.v4l2 = V4L2Options(width: 64, height: 48, pixelFormats: ["YUYV"])
         let states = StateRecorder()
-        let source = CaptureSource(options: options, deviceIO: { device }, onStateChange: states.record)
+        let source = CaptureSource(options: options, onStateChange: states.record, deviceIO: { device })
         source.start()
         let offline = try XCTUnwrap(states.waitFor("offline", timeout: 3))
         XCTAssertEqual(offline.state, .offline(reason: "does not exist (no such device)"))
