@@ -16,6 +16,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // Daemon only: graceful shutdown and SIGHUP, YAML with line/column marks.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // C system libraries (Debian -dev packages).
@@ -38,6 +41,9 @@ let package = Package(
         .target(name: "TubeletDaemon", dependencies: [
             "TubeletStreaming", "TubeletLoading", "TubeletModels", "CZMQ", "CTubeletShim",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "tubelet", dependencies: [
             "TubeletKernels", "TubeletModels", "TubeletLoading", "TubeletStreaming", "TubeletDaemon",
@@ -47,6 +53,7 @@ let package = Package(
             "TubeletDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         .testTarget(name: "TubeletKernelsTests", dependencies: ["TubeletKernels"]),
