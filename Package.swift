@@ -64,5 +64,7 @@ let package = Package(
         .testTarget(name: "TubeletStreamingTests", dependencies: ["TubeletStreaming"]),
         // Runs the built `tubelet` binary (build it first: `swift build --build-tests`).
         .testTarget(name: "TubeletCLITests", dependencies: ["TubeletLoading", "TubeletKernels"]),
+        // Config, decisions, events, HTTP and notify units, and the built `tubeletd` / `tubelet` binaries end to end.
+        .testTarget(name: "TubeletDaemonTests", dependencies: ["TubeletDaemon", "TubeletLoading", "TubeletKernels", "TubeletStreaming"]),
     ]
 )

@@ -68,6 +68,12 @@ public struct LabelThresholds: Sendable, Equatable {
     public var minScore: Double?
     public var endScore: Double?
     public var minDuration: Double?
+
+    public init(minScore: Double? = nil, endScore: Double? = nil, minDuration: Double? = nil) {
+        self.minScore = minScore
+        self.endScore = endScore
+        self.minDuration = minDuration
+    }
 }
 
 public struct DecisionConfig: Sendable, Equatable {
@@ -103,6 +109,11 @@ public struct CurveConfig: Sendable, Equatable {
     public var secretKeyFile: String
     /// Z85 public keys of the clients allowed to subscribe; empty = any client that knows the server key.
     public var allowedClients: [String]
+
+    public init(secretKeyFile: String, allowedClients: [String]) {
+        self.secretKeyFile = secretKeyFile
+        self.allowedClients = allowedClients
+    }
 }
 
 public struct EventsConfig: Sendable, Equatable {
@@ -152,7 +163,7 @@ extension DaemonConfig {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: path, line: 0, column: 0, message: "the file is not UTF-8 text")
         }
-        return try parse(yaml: text, path: path)
+        return try parse(yaml: text, path: URL(fileURLWithPath: path).standardizedFileURL.path)
     }
 
     public static func parse(yaml text: String, path: String) throws -> DaemonConfig {
@@ -460,7 +471,7 @@ struct ConfigReader {
     func readEvents(_ s: Section) throws -> EventsConfig {
         var e = EventsConfig()
         if s.has("endpoint") { e.endpoint = try s.string("endpoint") } else { _ = s.value("endpoint") }
-        if let endpoint = e.endpoint { try checkEndpoint(endpoint, s.value("endpoint")!, s.qualified("endpoint")) }
+        if let endpoint = e.endpoint, let node = s.value("endpoint") { try checkEndpoint(endpoint, node, s.qualified("endpoint")) }
         e.connect = try s.strings("connect") ?? []
         for (i, endpoint) in e.connect.enumerated() { try checkEndpoint(endpoint, s.value("connect")!.sequence![i], s.qualified("connect")) }
         if e.endpoint == nil && e.connect.isEmpty {

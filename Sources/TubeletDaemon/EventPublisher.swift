@@ -88,7 +88,9 @@ public final class EventPublisher: @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while thread != nil && !finished && condition.wait(until: deadline) {}
         let ended = finished || thread == nil
+        let neverStarted = thread == nil
         condition.unlock()
+        if neverStarted { socket.close(lingerMilliseconds: 0) }
         zap?.stop()
         if ended {
             context.terminate()
@@ -149,7 +151,7 @@ public final class EventPublisher: @unchecked Sendable {
             if !holding { queue.removeAll(keepingCapacity: true) }
             let done = stopping && queue.isEmpty
             if batch.isEmpty && replayed.isEmpty && !done {
-                condition.wait(until: Date(timeIntervalSinceNow: holding ? 0.01 : 0.05))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: holding ? 0.01 : 0.05))
             }
             condition.unlock()
 

@@ -75,10 +75,26 @@ public final class ZMQSocket: @unchecked Sendable {
         var buffer = [CChar](repeating: 0, count: 256)
         var size = buffer.count
         _ = zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size)
-        return String(cString: buffer)
+        return cText(buffer)
     }
 
     public func subscribe(_ prefix: String) throws { try set(ZMQ_SUBSCRIBE, prefix) }
+
+    /// Client side of CURVE: the server's public key and this client's secret key (Z85).
+    public func useCurveClient(serverPublicKey: String, clientSecretKey: String) throws {
+        try set(ZMQ_CURVE_SERVERKEY, serverPublicKey)
+        try set(ZMQ_CURVE_SECRETKEY, clientSecretKey)
+        try set(ZMQ_CURVE_PUBLICKEY, try CurveKeyPair.publicKey(forSecret: clientSecretKey))
+    }
+
+    /// Milliseconds between reconnection attempts (libzmq's default is 100).
+    public func setReconnectInterval(milliseconds: Int32) throws { try set(ZMQ_RECONNECT_IVL, milliseconds) }
+    public func setLinger(milliseconds: Int32) throws { try set(ZMQ_LINGER, milliseconds) }
+    /// Messages queued for this socket to read (ZMQ_RCVHWM) and the kernel's receive buffer (ZMQ_RCVBUF).
+    public func setReceiveLimits(messages: Int32, kernelBytes: Int32? = nil) throws {
+        try set(ZMQ_RCVHWM, messages)
+        if let kernelBytes { try set(ZMQ_RCVBUF, kernelBytes) }
+    }
 
     /// Sends all parts as one message. With `dontWait`, false means it would have blocked (high-water mark).
     @discardableResult
@@ -131,7 +147,7 @@ public struct CurveKeyPair: Sendable, Equatable {
     public static func generate() throws -> CurveKeyPair {
         var publicKey = [CChar](repeating: 0, count: 41), secretKey = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw ZMQError.last("zmq_curve_keypair (libzmq built without CURVE?)") }
-        return CurveKeyPair(publicKey: String(cString: publicKey), secretKey: String(cString: secretKey))
+        return CurveKeyPair(publicKey: cText(publicKey), secretKey: cText(secretKey))
     }
 
     /// The public key that belongs to a Z85 secret key.
@@ -140,7 +156,7 @@ public struct CurveKeyPair: Sendable, Equatable {
         guard secret.utf8.count == 40, zmq_curve_public(&publicKey, secret) == 0 else {
             throw ZMQError(operation: "zmq_curve_public: not a 40-character Z85 secret key", code: EINVAL)
         }
-        return String(cString: publicKey)
+        return cText(publicKey)
     }
 
     /// Reads a key file: the first non-empty, non-comment line holds the Z85 key.
@@ -177,4 +193,9 @@ public func runForwarder(context: ZMQContext, xsubEndpoint: String, xpubEndpoint
     onBound()
     let result = zmq_proxy(frontend.handle, backend.handle, nil)
     if result < 0 && zmq_errno() != ETERM { throw ZMQError.last("zmq_proxy") }
+}
+
+/// A NUL-terminated C buffer as a String.
+func cText(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

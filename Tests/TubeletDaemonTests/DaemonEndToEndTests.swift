@@ -1,0 +1,310 @@
+import Foundation
+import TubeletDaemon
+import XCTest
+
+/// The real `tubeletd` binary with real parts: GStreamer's RTSP server on loopback, the daemon, and a
+/// ZeroMQ SUB socket that checks every message against Config/schemas.
+///
+/// The model has random weights, so which label wins is arbitrary: the tests use min_score 0 and
+/// end_score 0, under which every label starts on the first clip and never ends by score. That makes
+/// starts and ends deterministic (6 starts per clean stream, ends only for offline / stopping / reload).
+final class DaemonEndToEndTests: XCTestCase {
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = DaemonFixtures.scratch(name)
+    }
+
+    func write(_ text: String, _ name: String = "tubelet.yaml") throws -> String {
+        let path = scratch.appendingPathComponent(name).path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func startDaemon(config: String, notify: NotifySocket? = nil) throws -> ChildProcess {
+        try ChildProcess(try Repo.binary("tubeletd"), ["--config", config],
+                         environment: notify.map { ["NOTIFY_SOCKET": $0.path] } ?? [:], name: "tubeletd")
+    }
+
+    func assertWellFormed(_ subscriber: Subscriber, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(subscriber.schemaErrors, [], "messages must match Config/schemas", file: file, line: line)
+        // Sequence numbers: per topic, from 1, no gaps (status replays repeat the latest number).
+        var last: [String: Int] = [:]
+        for event in subscriber.events {
+            let previous = last[event.topic] ?? 0
+            if event.isStatus && event.sequence == previous { continue }
+            XCTAssertEqual(event.sequence, previous + 1, "\(event.topic) sequence", file: file, line: line)
+            last[event.topic] = event.sequence
+        }
+    }
+
+    /// Must-show 1 and 2: RTSP → tubeletd → SUB; the server killed and restarted.
+    func testRTSPStreamToEventsAndServerOutage() throws {
+        try RTSPServer.skipUnlessAvailable()
+        let server = RTSPServer(file: try DaemonFixtures.video(seconds: 60))
+        try server.start()
+        let port = freePort(), metricsPort = freePort()
+        let subscriber = try Subscriber(connect: "tcp://127.0.0.1:\(port)")
+        let config = try write(daemonConfig(model: try DaemonFixtures.model(), eventsEndpoint: "tcp://127.0.0.1:\(port)", metricsPort: metricsPort,
+                                            cameras: "  door:\n    source: rtsp://viewer:hunter2@127.0.0.1:\(server.port)/stream"))
+        let daemon = try startDaemon(config: config)
+
+        XCTAssertNotNil(subscriber.waitFor(timeout: 10) { $0.topic == "tubelet.daemon" && $0.type == "started" }, daemon.log)
+        XCTAssertNotNil(subscriber.waitFor(timeout: 10) { $0.camera == "door" && $0.state == "streaming" }, daemon.log)
+        XCTAssertTrue(waitUntil(timeout: 15) {
+            subscriber.drain(for: 0.1)
+            return subscriber.actions(camera: "door").filter { $0.type == "start" }.count == 6
+        }, "six labels start under min_score 0: \(daemon.log.suffix(2000))")
+        subscriber.drain(for: 1)
+        let starts = subscriber.actions(camera: "door").filter { $0.type == "start" }
+        XCTAssertEqual(Set(starts.compactMap { $0.json["label"] as? String }), Set(DaemonFixtures.labels))
+        for event in subscriber.actions(camera: "door") {
+            let clip = try XCTUnwrap(event.json["clip"] as? [String: Any])
+            let (clipStart, clipEnd) = (clip["start"] as! Double, clip["end"] as! Double)
+            XCTAssertLessThan(clipStart, clipEnd)
+            // 8 frames at stride 2 of 25 fps: the clip spans 7 · 0.08 s.
+            XCTAssertEqual(clipEnd - clipStart, 0.56, accuracy: 0.1)
+            let latency = try XCTUnwrap(event.json["latency_ms"] as? Double)
+            XCTAssertGreaterThanOrEqual(latency, 0)
+            XCTAssertLessThan(latency, 2000, "latency from the clip's last frame to publish")
+            XCTAssertEqual((event.json["timestamp"] as! Double) - clipEnd, latency / 1000, accuracy: 0.01)
+            XCTAssertEqual((event.json["top"] as? [Any])?.count, 5)
+            XCTAssertEqual(event.json["model"] as? String, "tiny")
+        }
+        // Updates carry increasing clip sequence numbers.
+        let clipSequences = subscriber.actions(camera: "door").filter { $0.json["label_index"] as? Int == 0 }
+            .compactMap { ($0.json["clip"] as? [String: Any])?["sequence"] as? Int }
+        XCTAssertEqual(clipSequences, clipSequences.sorted())
+        XCTAssertGreaterThan(clipSequences.count, 2)
+        // Credentials never appear in events.
+        XCTAssertFalse(subscriber.events.contains { "\($0.json)".contains("hunter2") })
+        XCTAssertEqual(subscriber.statuses(camera: "door").last?.json["source"] as? String, "rtsp://***@127.0.0.1:\(server.port)/stream")
+
+        // Health and metrics while streaming.
+        let health = try httpGet(port: metricsPort, "/healthz")
+        XCTAssertEqual(health.status, 200, health.body)
+        let metrics = try httpGet(port: metricsPort, "/metrics")
+        XCTAssertTrue(metrics.body.contains("tubelet_camera_up{camera=\"door\"} 1"), metrics.body)
+        XCTAssertTrue(metrics.body.contains("tubelet_clip_latency_seconds_bucket{camera=\"door\",le=\"+Inf\"}"))
+
+        // Kill the server: offline within read_timeout + 1 s, open actions end with reason offline.
+        let before = subscriber.events.count
+        let killedAt = Date()
+        server.kill()
+        let offline = try XCTUnwrap(subscriber.waitFor(after: before, timeout: 2 + 2) { $0.camera == "door" && $0.state == "offline" })
+        XCTAssertLessThan(offline.receivedAt.timeIntervalSince(killedAt), 3, "offline within the configured bound")
+        subscriber.drain(for: 0.3)
+        let ended = subscriber.events.dropFirst(before).filter { $0.isAction && $0.type == "end" }
+        XCTAssertEqual(ended.count, 6, "every open action ends when the camera goes offline")
+        XCTAssertTrue(ended.allSatisfy { $0.json["reason"] as? String == "offline" })
+        XCTAssertEqual(Set(ended.compactMap { $0.json["event_id"] as? String }), Set(starts.compactMap { $0.json["event_id"] as? String }))
+        XCTAssertEqual(try httpGet(port: metricsPort, "/healthz").status, 503)
+        XCTAssertTrue(daemon.isRunning)
+
+        // Restart it: streaming again, actions start again, the daemon never exited.
+        let outage = subscriber.events.count
+        try server.start()
+        XCTAssertNotNil(subscriber.waitFor(after: outage, timeout: 15) { $0.camera == "door" && $0.state == "streaming" }, daemon.log)
+        XCTAssertTrue(waitUntil(timeout: 15) {
+            subscriber.drain(for: 0.1)
+            return subscriber.events.dropFirst(outage).filter { $0.isAction && $0.type == "start" }.count == 6
+        })
+        XCTAssertTrue(daemon.isRunning)
+        XCTAssertTrue(try httpGet(port: metricsPort, "/metrics").body.contains("tubelet_reconnects_total{camera=\"door\"} 1"))
+
+        daemon.signal(SIGTERM)
+        XCTAssertEqual(daemon.waitForExit(timeout: 5), 0, daemon.log)
+        subscriber.drain(for: 0.3)
+        assertWellFormed(subscriber)
+    }
+
+    /// Must-show 3, 4 and 5 (the notify part): SIGHUP with a changed threshold, an added camera and a broken
+    /// file; SIGTERM within 5 s with exit 0 and an `end` for every open action; READY / RELOADING / STOPPING.
+    func testReloadAndShutdownThroughEventsAndNotify() throws {
+        let video = try DaemonFixtures.video(seconds: 30)
+        let port = freePort()
+        let notify = try NotifySocket()
+        let subscriber = try Subscriber(connect: "tcp://127.0.0.1:\(port)")
+        let model = try DaemonFixtures.model()
+        func config(decisions: String = "min_score: 0\n  end_score: 0\n  update_interval: 0", cameras: [String]) -> String {
+            daemonConfig(model: model, eventsEndpoint: "tcp://127.0.0.1:\(port)", decisions: decisions,
+                         cameras: cameras.map { "  \($0):\n    source: \(video)" }.joined(separator: "\n"))
+        }
+        let path = try write(config(cameras: ["front"]))
+        let daemon = try startDaemon(config: path, notify: notify)
+        XCTAssertTrue(notify.waitFor("READY=1", timeout: 10), daemon.log)
+        XCTAssertNotNil(subscriber.waitFor(timeout: 10) { $0.type == "started" })
+        XCTAssertTrue(waitUntil(timeout: 10) { subscriber.drain(for: 0.1); return subscriber.actions(camera: "front").filter { $0.type == "start" }.count == 6 })
+
+        // 1. An added camera: it starts; front is not touched (no status change, clips keep coming in order).
+        var mark = subscriber.events.count
+        var notes = notify.messages.count
+        try config(cameras: ["front", "side"]).write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        XCTAssertTrue(notify.waitFor("RELOADING=1", after: notes, timeout: 5))
+        XCTAssertTrue(notify.waitFor("READY=1", after: notes, timeout: 10))
+        let added = try XCTUnwrap(subscriber.waitFor(after: mark, timeout: 10) { $0.type == "reloaded" })
+        XCTAssertEqual(added.json["added"] as? [String], ["side"])
+        XCTAssertEqual(added.json["restarted"] as? [String], [])
+        XCTAssertNotNil(subscriber.waitFor(after: mark, timeout: 10) { $0.camera == "side" && $0.state == "streaming" })
+        XCTAssertTrue(waitUntil(timeout: 10) { subscriber.drain(for: 0.1); return subscriber.actions(camera: "side").filter { $0.type == "start" }.count == 6 })
+
+        // 2. A broken file: reload_failed with FILE:LINE:COLUMN, everything keeps running as it was.
+        mark = subscriber.events.count
+        notes = notify.messages.count
+        try (config(cameras: ["front", "side"]) + "\n  bogus_key: 1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        let failed = try XCTUnwrap(subscriber.waitFor(after: mark, timeout: 10) { $0.type == "reload_failed" })
+        let error = try XCTUnwrap(failed.json["error"] as? String)
+        XCTAssertTrue(error.hasPrefix("\(path):"), error)
+        XCTAssertTrue(error.contains("unknown key"), error)
+        XCTAssertTrue(notify.waitFor("READY=1", after: notes, timeout: 5))
+        XCTAssertTrue(daemon.log.contains("reload failed"), daemon.log)
+        subscriber.drain(for: 1.5)
+        XCTAssertTrue(subscriber.events.dropFirst(mark).contains { $0.camera == "front" && $0.type == "update" }, "front keeps classifying")
+        XCTAssertTrue(subscriber.events.dropFirst(mark).contains { $0.camera == "side" && $0.type == "update" }, "side keeps classifying")
+
+        // 3. A changed threshold: decisions change in place (no capture restart): every action ends by score.
+        mark = subscriber.events.count
+        try config(decisions: "min_score: 1\n  end_score: 1\n  update_interval: 0", cameras: ["front", "side"])
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        let updated = try XCTUnwrap(subscriber.waitFor(after: mark, timeout: 10) { $0.type == "reloaded" })
+        XCTAssertEqual(updated.json["updated"] as? [String], ["front", "side"])
+        XCTAssertEqual(updated.json["restarted"] as? [String], [])
+        XCTAssertTrue(waitUntil(timeout: 5) {
+            subscriber.drain(for: 0.1)
+            return subscriber.events.dropFirst(mark).filter { $0.isAction && $0.type == "end" }.count == 12
+        })
+        let ends = subscriber.events.dropFirst(mark).filter { $0.isAction && $0.type == "end" }
+        XCTAssertTrue(ends.allSatisfy { $0.json["reason"] as? String == "score" }, "\(ends.map(\.json))")
+        subscriber.drain(for: 1)
+        XCTAssertFalse(subscriber.events.dropFirst(mark).contains { $0.isAction && $0.type == "start" }, "nothing reaches min_score 1")
+
+        // Through all three reloads front's capture was never restarted, and its clips kept coming in order.
+        XCTAssertEqual(subscriber.statuses(camera: "front").map(\.state), ["connecting", "streaming"])
+        let frontClips = subscriber.actions(camera: "front").compactMap { ($0.json["clip"] as? [String: Any])?["sequence"] as? Int }
+        let distinct = Array(Set(frontClips)).sorted()
+        XCTAssertEqual(frontClips, frontClips.sorted())
+        XCTAssertEqual(distinct, Array(distinct.first!...distinct.last!), "no clip of front lost across reloads")
+
+        // 4. Back to min_score 0 so that actions are open, then SIGTERM: end events, stopping, exit 0 within 5 s.
+        mark = subscriber.events.count
+        try config(cameras: ["front"]).write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        let removed = try XCTUnwrap(subscriber.waitFor(after: mark, timeout: 10) { $0.type == "reloaded" })
+        XCTAssertEqual(removed.json["removed"] as? [String], ["side"])
+        XCTAssertTrue(waitUntil(timeout: 10) {
+            subscriber.drain(for: 0.1)
+            return subscriber.events.dropFirst(mark).filter { $0.camera == "front" && $0.type == "start" }.count == 6
+        })
+        mark = subscriber.events.count
+        notes = notify.messages.count
+        let signalled = Date()
+        daemon.signal(SIGTERM)
+        let status = daemon.waitForExit(timeout: 5)
+        XCTAssertEqual(status, 0, daemon.log)
+        XCTAssertLessThan(Date().timeIntervalSince(signalled), 5)
+        XCTAssertTrue(notify.waitFor("STOPPING=1", after: notes, timeout: 1))
+        subscriber.drain(for: 0.5)
+        let last = subscriber.events.dropFirst(mark)
+        let closing = last.filter { $0.isAction && $0.type == "end" }
+        XCTAssertEqual(closing.count, 6, "an end for every open action")
+        XCTAssertTrue(closing.allSatisfy { $0.json["reason"] as? String == "stopping" })
+        XCTAssertEqual(last.last?.type, "stopping", "stopping is the last message")
+        assertWellFormed(subscriber)
+    }
+
+    /// `--check-config`: the example files validate; a broken one fails with FILE:LINE:COLUMN and status 1.
+    func testCheckConfigCommand() throws {
+        let model = try DaemonFixtures.model()
+        let good = try write(daemonConfig(model: model, eventsEndpoint: "tcp://127.0.0.1:5556", cameras: "  a:\n    source: /dev/video0"))
+        let ok = try runProgram(try Repo.binary("tubeletd"), ["--check-config", good])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("ok: 1 camera(s) (a)"), ok.stdout)
+
+        let bad = try write(daemonConfig(model: model, eventsEndpoint: "tcp://127.0.0.1:5556",
+                                         cameras: "  a:\n    source: /dev/video0\n    window:\n      hop: many"), "bad.yaml")
+        let failed = try runProgram(try Repo.binary("tubeletd"), ["--check-config", bad])
+        XCTAssertEqual(failed.status, 1)
+        XCTAssertTrue(failed.stderr.contains("\(bad):"), failed.stderr)
+        XCTAssertTrue(failed.stderr.contains("cameras.a.window.hop: expected an integer, found 'many'"), failed.stderr)
+
+        let kv = try write(daemonConfig(model: model, eventsEndpoint: "tcp://127.0.0.1:5556",
+                                        cameras: "  a:\n    source: /dev/video0\n    window:\n      reuse: kv"), "kv.yaml")
+        let refused = try runProgram(try Repo.binary("tubeletd"), ["--check-config", kv])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("cameras.a"), refused.stderr)
+    }
+
+    /// Several daemons, one address: two tubeletd feed `tubelet proxy` (zmq_proxy XSUB/XPUB) on loopback;
+    /// one subscriber on the proxy sees both cameras. The example Python subscriber reads the same stream.
+    func testTwoDaemonsThroughOneProxy() throws {
+        let video = try DaemonFixtures.video(seconds: 30)
+        let model = try DaemonFixtures.model()
+        let xsub = "tcp://127.0.0.1:\(freePort())", xpub = "tcp://127.0.0.1:\(freePort())"
+        let proxy = try ChildProcess(try Repo.binary("tubelet"), ["proxy", "--xsub", xsub, "--xpub", xpub], name: "proxy")
+        XCTAssertTrue(waitUntil(timeout: 5) { proxy.log.contains("READY") }, proxy.log)
+        let subscriber = try Subscriber(connect: xpub)
+        var daemons: [ChildProcess] = []
+        for camera in ["north", "south"] {
+            let path = try write(daemonConfig(model: model, eventsEndpoint: nil, connect: [xsub], cameras: "  \(camera):\n    source: \(video)"),
+                                 "\(camera).yaml")
+            daemons.append(try startDaemon(config: path))
+        }
+        XCTAssertTrue(waitUntil(timeout: 15) {
+            subscriber.drain(for: 0.1)
+            return ["north", "south"].allSatisfy { camera in subscriber.actions(camera: camera).contains { $0.type == "start" } }
+        }, daemons.map(\.log).joined(separator: "\n"))
+        XCTAssertEqual(subscriber.daemon.filter { $0.type == "started" }.count, 2)
+        XCTAssertEqual(subscriber.schemaErrors, [])
+
+        // The example subscriber (pyzmq), when python3-zmq is installed.
+        let hasPyZMQ = (try? runProgram("/usr/bin/python3", ["-c", "import zmq"]))?.status == 0
+        if hasPyZMQ {
+            let result = try runProgram("/usr/bin/python3", [Repo.path("examples/subscriber.py"), "--connect", xpub, "--topic", "tubelet.north.action",
+                                                      "--count", "3", "--timeout", "10"], timeout: 15)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let lines = result.stdout.split(separator: "\n")
+            XCTAssertEqual(lines.count, 3, result.stdout)
+            XCTAssertTrue(lines.allSatisfy { $0.contains("tubelet.north.action") }, result.stdout)
+        } else {
+            print("SKIPPED part: python3-zmq not installed; examples/subscriber.py not run")
+        }
+        for daemon in daemons {
+            daemon.signal(SIGTERM)
+            XCTAssertEqual(daemon.waitForExit(timeout: 5), 0, daemon.log)
+        }
+        proxy.signal(SIGTERM)
+        XCTAssertEqual(proxy.waitForExit(timeout: 5), 0, proxy.log)
+    }
+}
+
+/// GET on loopback with a plain socket; returns the status and body.
+func httpGet(port: Int, _ path: String, method: String = "GET", raw: String? = nil) throws -> (status: Int, body: String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw TestFailure("cannot connect to 127.0.0.1:\(port)") }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let request = Array((raw ?? "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n").utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+    let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+    return (status, body)
+}
