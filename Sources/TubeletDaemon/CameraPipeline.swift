@@ -179,8 +179,8 @@ final class CameraPipeline: @unchecked Sendable {
             } else {
                 lock.unlock()
             }
-            let result = reader.withNext(timeout: 0.2) { view in scheduler.push(frame: view) }
-            guard let outcome = result else { continue }
+            let result = reader.withNext(timeout: 0.2) { view in (scheduler.push(frame: view), CaptureClock.now()) }
+            guard let (outcome, frameReadAt) = result else { continue }
             lock.lock()
             stats.framesProcessed += 1
             guard let clip = outcome else { lock.unlock(); continue }
@@ -192,16 +192,19 @@ final class CameraPipeline: @unchecked Sendable {
             let transitions = tracker.observe(probabilities: clip.probabilities, clipEnd: clip.clipEnd)
             stats.actionsStarted += UInt64(transitions.filter { $0.kind == .start }.count)
             lock.unlock()
-            let latency = publish(transitions, clip: clip)
+            // Latency counts from the clip's last frame: its capture timestamp, or when inference got it if
+            // that is earlier (a live source's timestamps come from its PTS and may run slightly ahead).
+            let lastFrameAt = min(clip.clipEnd, frameReadAt)
+            let latency = publish(transitions, clip: clip, lastFrameAt: lastFrameAt)
             lock.lock()
-            stats.clipLatency.observe(latency ?? max(0, CaptureClock.now() - clip.clipEnd))
+            stats.clipLatency.observe(latency ?? max(0, CaptureClock.now() - lastFrameAt))
             lock.unlock()
         }
     }
 
     /// Publishes action transitions; returns the latency (last frame to publish) of the last one.
     @discardableResult
-    private func publish(_ transitions: [ActionTransition], clip: ClipResult?) -> Double? {
+    private func publish(_ transitions: [ActionTransition], clip: ClipResult?, lastFrameAt: Double = 0) -> Double? {
         var latency: Double?
         for t in transitions {
             var fields: [String: Any] = [
@@ -210,11 +213,12 @@ final class CameraPipeline: @unchecked Sendable {
             ]
             if let clip {
                 fields["clip"] = ["start": clip.clipStart, "end": clip.clipEnd, "sequence": clip.sequence] as [String: Any]
-                fields["top"] = clip.top.prefix(camera.decisions.topK).map {
+                let topK = lock.withLock { tracker.config.topK }
+                fields["top"] = clip.top.prefix(topK).map {
                     ["index": $0.index, "label": $0.label, "score": Double($0.score)] as [String: Any]
                 }
                 let now = CaptureClock.now()
-                latency = max(0, now - clip.clipEnd)
+                latency = max(0, now - lastFrameAt)
                 fields["latency_ms"] = latency! * 1000
                 fields["timestamp"] = now
             }

@@ -123,8 +123,7 @@ public final class Daemon: @unchecked Sendable {
         let running = lock.withLock { self.pipelines }
         for camera in new.cameras {
             let model = models[camera.model]!
-            if let pipeline = running.first(where: { $0.camera.id == camera.id }) {
-                let before = pipeline.camera
+            if let pipeline = running.first(where: { $0.camera.id == camera.id }), let before = old.camera(id: camera.id) {
                 let sameCapture = before.source == camera.source && before.capture == camera.capture && before.window == camera.window
                 let sameModel = before.model == camera.model && pipeline.model.fileIdentity == model.fileIdentity
                 if sameCapture && sameModel {

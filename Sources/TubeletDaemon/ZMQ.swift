@@ -179,20 +179,46 @@ public struct CurveKeyPair: Sendable, Equatable {
     }
 }
 
-/// `zmq_proxy` between an XSUB socket (publishers connect) and an XPUB socket (subscribers connect).
-/// Blocks until the context is terminated.
-public func runForwarder(context: ZMQContext, xsubEndpoint: String, xpubEndpoint: String, onBound: () -> Void = {}) throws {
-    let frontend = try ZMQSocket(context, .xsub)
-    let backend = try ZMQSocket(context, .xpub)
-    defer {
-        frontend.close(lingerMilliseconds: 0)
-        backend.close(lingerMilliseconds: 0)
+/// ZeroMQ's forwarder between an XSUB socket (publishers connect) and an XPUB socket (subscribers
+/// connect): `zmq_proxy_steerable`, with an inproc control socket so that `stop()` ends it cleanly.
+public final class Forwarder: @unchecked Sendable {
+    private let context: ZMQContext
+    private let frontend: ZMQSocket
+    private let backend: ZMQSocket
+    private let control: ZMQSocket
+    private let controlEndpoint = "inproc://tubelet-forwarder-control"
+
+    /// Binds both sides now.
+    public init(context: ZMQContext, xsubEndpoint: String, xpubEndpoint: String) throws {
+        self.context = context
+        frontend = try ZMQSocket(context, .xsub)
+        backend = try ZMQSocket(context, .xpub)
+        control = try ZMQSocket(context, .pair)
+        for socket in [frontend, backend, control] { try socket.setLinger(milliseconds: 0) }
+        try frontend.bind(xsubEndpoint)
+        try backend.bind(xpubEndpoint)
+        try control.bind(controlEndpoint)
     }
-    try frontend.bind(xsubEndpoint)
-    try backend.bind(xpubEndpoint)
-    onBound()
-    let result = zmq_proxy(frontend.handle, backend.handle, nil)
-    if result < 0 && zmq_errno() != ETERM { throw ZMQError.last("zmq_proxy") }
+
+    /// Forwards until `stop()`; then closes its sockets.
+    public func run() throws {
+        defer { [frontend, backend, control].forEach { $0.close(lingerMilliseconds: 0) } }
+        while true {
+            if zmq_proxy_steerable(frontend.handle, backend.handle, nil, control.handle) >= 0 { return }
+            let error = zmq_errno()
+            if error == ETERM { return }
+            if error != EINTR { throw ZMQError(operation: "zmq_proxy_steerable", code: error) }  // a signal: go on
+        }
+    }
+
+    /// Ends `run()` from any thread.
+    public func stop() {
+        guard let stopper = try? ZMQSocket(context, .pair) else { return }
+        try? stopper.setLinger(milliseconds: 100)
+        try? stopper.connect(controlEndpoint)
+        _ = try? stopper.send([Array("TERMINATE".utf8)], dontWait: false)
+        stopper.close(lingerMilliseconds: 100)
+    }
 }
 
 /// A NUL-terminated C buffer as a String.

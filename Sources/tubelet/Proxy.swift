@@ -14,22 +14,41 @@ struct Proxy: ParsableCommand {
 
     func run() throws {
         let context = ZMQContext()
-        // zmq_proxy returns when the context is shut down: do that from a signal source.
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
-        for source in sources {
-            source.setEventHandler { context.shutdown() }
-            source.resume()
-        }
+        let forwarder: Forwarder
         do {
-            try runForwarder(context: context, xsubEndpoint: xsub, xpubEndpoint: xpub) {
-                print("READY xsub \(xsub) xpub \(xpub)")
-                fflush(nil)
+            forwarder = try Forwarder(context: context, xsubEndpoint: xsub, xpubEndpoint: xpub)
+        } catch {
+            fail("\(error)")
+        }
+        // SIGTERM / SIGINT: the handler writes to a pipe (all it may safely do); a thread reading the pipe
+        // ends the forwarder through its control socket.
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { fail("pipe: \(String(cString: strerror(errno)))") }
+        proxySignalPipe = fds[1]
+        let readEnd = fds[0]
+        for sig in [SIGTERM, SIGINT] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { _ in
+                var byte: UInt8 = 1
+                _ = write(proxySignalPipe, &byte, 1)
             }
+            sigaction(sig, &action, nil)
+        }
+        let waiter = Thread {
+            var byte: UInt8 = 0
+            while read(readEnd, &byte, 1) < 0 && errno == EINTR {}
+            forwarder.stop()
+        }
+        waiter.start()
+        print("READY xsub \(xsub) xpub \(xpub)")
+        fflush(nil)
+        do {
+            try forwarder.run()
         } catch {
             fail("\(error)")
         }
         context.terminate()
     }
 }
+
+nonisolated(unsafe) private var proxySignalPipe: Int32 = -1

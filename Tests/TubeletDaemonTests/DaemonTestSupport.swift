@@ -122,9 +122,27 @@ final class ChildProcess {
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
+        Self.lock.lock()
+        Self.started.append(process)
+        Self.lock.unlock()
     }
 
     deinit { kill() }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var started: [Process] = []
+
+    /// SIGKILLs every child a test started and left running (call from tearDown: no process outlives its test).
+    static func killAll() {
+        lock.lock()
+        let all = started
+        started.removeAll()
+        lock.unlock()
+        for process in all where process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
 
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
