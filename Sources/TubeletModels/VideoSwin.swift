@@ -516,14 +516,21 @@ public struct VideoSwin: Sendable {
     /// clip: [C, T, H, W] → logits [numClasses]. `observe` sees named intermediate activations
     /// (`patch_embed`, `stage0`…, `merge0`…, `final_norm`), each [T, H, W, C].
     public func callAsFunction(_ clip: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
-        if config.streaming {
-            // A clip from scratch: its frames as a stream of their own, pooled over all its slices.
-            let stream = SwinStream(model: self, keptSlices: max(1, clip.shape[1] / config.patchSize[0]))
-            stream.push(clip) { observe?("final_norm", $0) }
-            return stream.clipLogits(clipTokens: stream.availableSlices)
-        }
-        var (x, grid) = embedPatches(clip)
+        let (x, grid) = embedPatches(clip)
+        return forward(tokens: x, grid: grid, observe: observe)
+    }
+
+    /// Patch-embedded tokens x: [T', H', W', embedDim] (consumed: updated in place) → logits.
+    /// A streaming-native model runs them as a stream of its own starting at `startTokenTime`.
+    public func forward(tokens x: Tensor, grid: [Int], startTokenTime: Int = 0,
+                        observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
         observe?("patch_embed", x)
+        if config.streaming {
+            let stream = SwinStream(model: self, startTokenTime: startTokenTime, keptSlices: grid[0])
+            stream.push(tokens: x, grid: grid) { observe?("final_norm", $0) }
+            return stream.clipLogits(clipTokens: grid[0])
+        }
+        var (x, grid) = (x, grid)
         for stage in 0..<stages.count {
             runStage(stage, x, grid: grid)
             observe?("stage\(stage)", x)
