@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TubeletKernels
 import TubeletModels
+import TubeletStreaming
 
 /// Times a full-clip forward pass of a Video Swin topology (random weights unless --model is given).
 struct Bench: ParsableCommand {
@@ -13,15 +14,19 @@ struct Bench: ParsableCommand {
     @Option(help: "Height and width of the clip.") var size = 224
     @Option(name: .customLong("repeat"), help: "Timed runs after one warm-up; the best is reported.") var repeats = 3
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Streaming-native form of the topology: time kv reuse per label beside a clip from scratch.") var streaming = false
+    @Option(help: "With --streaming: sampled frames between labels.") var hop = 8
+    @Option(help: "With --streaming: labels timed in kv mode.") var labels = 8
 
     func run() throws {
-        let config: VideoSwinConfig
+        var config: VideoSwinConfig
         switch topology {
         case "swin3d_t": config = .swin3dT()
         case "swin3d_s": config = .swin3dS()
         case "swin3d_b": config = .swin3dB()
         default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s or swin3d_b)")
         }
+        config.streaming = streaming
         var generator = SplitMix64(seed: 0)
         let model = try VideoSwin(config: config) { name, shape in
             randomWeight(name: name, shape: shape, using: &generator)
@@ -29,6 +34,7 @@ struct Bench: ParsableCommand {
         let clip = Tensor(uninitialized: [3, frames, size, size])
         for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
 
+        if streaming { return benchStreaming(model, clip: clip) }
         var runs: [Double] = []
         for run in 0...repeats {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -45,6 +51,55 @@ struct Bench: ParsableCommand {
         } else {
             print(String(format: "%@ 3x%dx%dx%d: best %.3f s per clip over %d runs (%.1f GFLOP, %.1f GFLOP/s, %d threads)",
                          topology, frames, size, size, best, runs.count, gflop, gflop / best, Parallel.threadCount))
+        }
+    }
+}
+
+extension Bench {
+    /// Per-label cost of kv reuse against a clip from scratch (`none`), on one stream of random frames.
+    func benchStreaming(_ model: VideoSwin, clip: Tensor) {
+        let tubelet = model.config.patchSize[0]
+        guard frames % tubelet == 0, hop % tubelet == 0, hop > 0 else { fail("--frames and --hop must be multiples of \(tubelet)") }
+        let clipSlices = frames / tubelet
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+        // none: a clip from scratch, best of `repeats` after a warm-up.
+        var scratchRuns: [Double] = []
+        var scratchFlops = 0.0
+        for run in 0...repeats {
+            let start = now()
+            let stream = SwinStream(model: model, keptSlices: clipSlices)
+            stream.push(clip)
+            _ = stream.clipLogits(clipTokens: clipSlices)
+            if run > 0 { scratchRuns.append(now() - start) }
+            scratchFlops = stream.lastPushFlops
+        }
+        // kv: fill one clip, then time each hop (push the new frames + the label).
+        let stream = SwinStream(model: model, keptSlices: clipSlices)
+        stream.push(clip)
+        var labelRuns: [Double] = []
+        var labelFlops = 0.0
+        for label in 0..<labels {
+            let newFrames = Tensor(uninitialized: [3, hop, size, size])
+            for i in 0..<newFrames.count { newFrames[i] = clip[(i * 7 + label) % clip.count] }
+            let start = now()
+            stream.push(newFrames)
+            _ = stream.clipLogits(clipTokens: clipSlices)
+            labelRuns.append(now() - start)
+            labelFlops = stream.lastPushFlops
+        }
+        let scratch = scratchRuns.min()!
+        let sortedLabels = labelRuns.sorted()
+        let medianLabel = sortedLabels[sortedLabels.count / 2]
+        if json {
+            printJSON(["topology": topology, "streaming": true, "frames": frames, "size": size, "hop": hop,
+                       "threads": Parallel.threadCount, "none_seconds_best": scratch, "none_gflop": scratchFlops / 1e9,
+                       "kv_seconds_median": medianLabel, "kv_seconds_runs": labelRuns, "kv_gflop": labelFlops / 1e9,
+                       "kv_over_none_wall": medianLabel / scratch, "kv_over_none_gflop": labelFlops / scratchFlops])
+        } else {
+            print(String(format: "%@ streaming-native 3x%dx%dx%d, hop %d: none %.3f s per label (%.1f GFLOP), kv %.3f s per label (median of %d, %.1f GFLOP): kv/none wall %.3f, GFLOP %.3f",
+                         topology, frames, size, size, hop, scratch, scratchFlops / 1e9, medianLabel, labels,
+                         labelFlops / 1e9, medianLabel / scratch, labelFlops / scratchFlops))
         }
     }
 }
