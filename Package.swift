@@ -55,6 +55,7 @@ let package = Package(
         .testTarget(name: "TubeletModelsTests", dependencies: ["TubeletModels", "TubeletLoading", "TubeletKernels"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TubeletStreamingTests", dependencies: ["TubeletStreaming"]),
+        .testTarget(name: "TubeletDaemonTests", dependencies: ["TubeletDaemon"]),
         // Runs the built `tubelet` binary (build it first: `swift build --build-tests`).
         .testTarget(name: "TubeletCLITests", dependencies: ["TubeletLoading", "TubeletKernels"]),
     ]
