@@ -591,3 +591,21 @@ public struct VideoSwin: Sendable {
         return total
     }
 }
+
+/// Seeded random weights of a plausible scale, for benchmarks and tests of topologies without a
+/// checkpoint: LayerNorm weights 1 ± 0.2, relative position bias tables U(±1) (so that they matter),
+/// matrices U(±1.7/√fan_in), biases U(±0.1).
+public func randomWeights(seed: UInt64) -> WeightProvider {
+    var generator = SplitMix64(seed: seed)
+    return { name, shape in
+        let t = Tensor(uninitialized: shape)
+        let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
+        for i in 0..<t.count {
+            let r = Float.random(in: -1...1, using: &generator)
+            if name.contains("norm") && name.hasSuffix("weight") { t[i] = 1 + 0.2 * r }
+            else if name.contains("relative_position_bias_table") { t[i] = r }
+            else { t[i] = shape.count > 1 ? r * 1.7 / Float(fanIn).squareRoot() : 0.1 * r }
+        }
+        return t
+    }
+}

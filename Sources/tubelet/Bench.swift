@@ -27,10 +27,8 @@ struct Bench: ParsableCommand {
         default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s or swin3d_b)")
         }
         config.streaming = streaming
-        var generator = SplitMix64(seed: 0)
-        let model = try VideoSwin(config: config) { name, shape in
-            randomWeight(name: name, shape: shape, using: &generator)
-        }
+        let model = try VideoSwin(config: config, weights: randomWeights(seed: 0))
+        var generator = SplitMix64(seed: 1)
         let clip = Tensor(uninitialized: [3, frames, size, size])
         for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
 
@@ -101,30 +99,5 @@ extension Bench {
                          topology, frames, size, size, hop, scratch, scratchFlops / 1e9, medianLabel, labels,
                          labelFlops / 1e9, medianLabel / scratch, labelFlops / scratchFlops))
         }
-    }
-}
-
-/// Weights of a plausible scale: LayerNorm weight ≈ 1, biases small, matrices ~ U(±1/√fan_in).
-func randomWeight(name: String, shape: [Int], using generator: inout SplitMix64) -> Tensor {
-    let t = Tensor(uninitialized: shape)
-    let isNorm = name.contains("norm")
-    let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
-    let scale = shape.count > 1 ? 1 / Float(fanIn).squareRoot() : 0.02
-    for i in 0..<t.count {
-        let r = Float.random(in: -1...1, using: &generator)
-        t[i] = isNorm && name.hasSuffix("weight") ? 1 + 0.1 * r : r * scale
-    }
-    return t
-}
-
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

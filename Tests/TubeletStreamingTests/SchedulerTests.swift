@@ -32,21 +32,8 @@ final class SchedulerTests: XCTestCase {
 
     /// A model file with seeded random weights.
     func writeModel(_ config: VideoSwinConfig, crop: Int, subtractFrameMean: Bool = false) throws -> TubeletModel {
-        var state: UInt64 = 42
-        func random() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: state >> 11) % 1_000_000) / 1_000_000
-        }
-        let weights = config.parameterShapes().map { name, shape -> (name: String, tensor: Tensor) in
-            let t = Tensor(uninitialized: shape)
-            let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
-            for i in 0..<t.count {
-                let r = 2 * random() - 1
-                t[i] = name.contains("norm") && name.hasSuffix("weight") ? 1 + 0.2 * r
-                    : name.contains("bias_table") ? r : (shape.count > 1 ? 1.7 * r / Float(fanIn).squareRoot() : 0.1 * r)
-            }
-            return (name, t)
-        }
+        let random = randomWeights(seed: 42)
+        let weights = try config.parameterShapes().map { name, shape in (name: name, tensor: try random(name, shape)) }
         let recipe = Preprocessing(frames: 16, frameStride: 1, resizeShortSide: crop, cropSize: crop, pixelScale: 1.0 / 255,
                                    mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], subtractFrameMean: subtractFrameMean)
         let path = scratch.appendingPathComponent("model-\(UUID().uuidString).safetensors").path
