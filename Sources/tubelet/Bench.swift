@@ -1,14 +1,16 @@
 import ArgumentParser
 import Foundation
 import TubeletKernels
+import TubeletLoading
 import TubeletModels
 import TubeletStreaming
 
 /// Times a full-clip forward pass of a Video Swin topology (random weights unless --model is given).
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Seconds per clip and GFLOP/s for a Video Swin topology.")
+        abstract: "Seconds per clip and GFLOP/s for a Video Swin model or topology.")
 
+    @Option(help: "A Tubelet model file to time (default: --topology with random weights).") var model: String?
     @Option(help: "Topology with random weights: swin3d_t, swin3d_s or swin3d_b.") var topology = "swin3d_t"
     @Option(help: "Frames per clip.") var frames = 16
     @Option(help: "Height and width of the clip.") var size = 224
@@ -19,20 +21,32 @@ struct Bench: ParsableCommand {
     @Option(help: "With --streaming: labels timed in kv mode.") var labels = 8
 
     func run() throws {
-        var config: VideoSwinConfig
-        switch topology {
-        case "swin3d_t": config = .swin3dT()
-        case "swin3d_s": config = .swin3dS()
-        case "swin3d_b": config = .swin3dB()
-        default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s or swin3d_b)")
+        let model: VideoSwin
+        let name: String
+        if let path = self.model {
+            let loaded: TubeletModel
+            do { loaded = try ModelFile.load(path: path) } catch { fail("\(error)") }
+            guard case .videoSwin(let swin) = loaded.network else { fail("\(path): bench times Video Swin models") }
+            guard swin.config.streaming == streaming else {
+                fail("\(path) is \(swin.config.streaming ? "" : "not ")streaming-native: \(streaming ? "drop" : "add") --streaming")
+            }
+            (model, name) = (swin, URL(fileURLWithPath: path).lastPathComponent)
+        } else {
+            var config: VideoSwinConfig
+            switch topology {
+            case "swin3d_t": config = .swin3dT()
+            case "swin3d_s": config = .swin3dS()
+            case "swin3d_b": config = .swin3dB()
+            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s or swin3d_b)")
+            }
+            config.streaming = streaming
+            (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
         }
-        config.streaming = streaming
-        let model = try VideoSwin(config: config, weights: randomWeights(seed: 0))
         var generator = SplitMix64(seed: 1)
         let clip = Tensor(uninitialized: [3, frames, size, size])
         for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
 
-        if streaming { return benchStreaming(model, clip: clip) }
+        if streaming { return benchStreaming(model, name: name, clip: clip) }
         var runs: [Double] = []
         for run in 0...repeats {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -44,18 +58,18 @@ struct Bench: ParsableCommand {
         let best = runs.min()!
         let gflop = model.flops(frames: frames, height: size, width: size) / 1e9
         if json {
-            printJSON(["topology": topology, "frames": frames, "size": size, "threads": Parallel.threadCount,
+            printJSON(["topology": name, "frames": frames, "size": size, "threads": Parallel.threadCount,
                        "seconds_best": best, "runs": runs, "gflop": gflop, "gflops": gflop / best])
         } else {
             print(String(format: "%@ 3x%dx%dx%d: best %.3f s per clip over %d runs (%.1f GFLOP, %.1f GFLOP/s, %d threads)",
-                         topology, frames, size, size, best, runs.count, gflop, gflop / best, Parallel.threadCount))
+                         name, frames, size, size, best, runs.count, gflop, gflop / best, Parallel.threadCount))
         }
     }
 }
 
 extension Bench {
     /// Per-label cost of kv reuse against a clip from scratch (`none`), on one stream of random frames.
-    func benchStreaming(_ model: VideoSwin, clip: Tensor) {
+    func benchStreaming(_ model: VideoSwin, name: String, clip: Tensor) {
         let tubelet = model.config.patchSize[0]
         guard frames % tubelet == 0, hop % tubelet == 0, hop > 0 else { fail("--frames and --hop must be multiples of \(tubelet)") }
         let clipSlices = frames / tubelet
@@ -90,13 +104,13 @@ extension Bench {
         let sortedLabels = labelRuns.sorted()
         let medianLabel = sortedLabels[sortedLabels.count / 2]
         if json {
-            printJSON(["topology": topology, "streaming": true, "frames": frames, "size": size, "hop": hop,
+            printJSON(["topology": name, "streaming": true, "frames": frames, "size": size, "hop": hop,
                        "threads": Parallel.threadCount, "none_seconds_best": scratch, "none_gflop": scratchFlops / 1e9,
                        "kv_seconds_median": medianLabel, "kv_seconds_runs": labelRuns, "kv_gflop": labelFlops / 1e9,
                        "kv_over_none_wall": medianLabel / scratch, "kv_over_none_gflop": labelFlops / scratchFlops])
         } else {
             print(String(format: "%@ streaming-native 3x%dx%dx%d, hop %d: none %.3f s per label (%.1f GFLOP), kv %.3f s per label (median of %d, %.1f GFLOP): kv/none wall %.3f, GFLOP %.3f",
-                         topology, frames, size, size, hop, scratch, scratchFlops / 1e9, medianLabel, labels,
+                         name, frames, size, size, hop, scratch, scratchFlops / 1e9, medianLabel, labels,
                          labelFlops / 1e9, medianLabel / scratch, labelFlops / scratchFlops))
         }
     }
