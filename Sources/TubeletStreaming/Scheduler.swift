@@ -141,6 +141,11 @@ public final class ClipScheduler {
 
     /// rgb: one sampled frame [height, width, 3] at `geometry`.
     public func push(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> ClipResult? {
+        ingest(rgb: rgb, timestamp: timestamp) ? emit() : nil
+    }
+
+    /// Takes one frame; true when a clip is due.
+    private func ingest(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> Bool {
         precondition(rgb.count == geometry.byteCount, "frame has \(rgb.count) bytes, expected \(geometry.byteCount) for \(geometry)")
         let started = DispatchTime.now().uptimeNanoseconds
         let index = framesPushed
@@ -162,8 +167,7 @@ public final class ClipScheduler {
             }
         }
         pendingSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        guard framesPushed >= settings.clipFrames, (framesPushed - settings.clipFrames) % settings.hop == 0 else { return nil }
-        return emit()
+        return framesPushed >= settings.clipFrames && (framesPushed - settings.clipFrames) % settings.hop == 0
     }
 
     private func completeTubelet(index tubelet: Int) {
@@ -187,10 +191,15 @@ public final class ClipScheduler {
     }
 
     private func emit() -> ClipResult {
+        ClipScheduler.evaluate([prepareClip()])[0]
+    }
+
+    /// The due clip, ready for the network: its tokens, or (streaming-native models) its logits.
+    private func prepareClip() -> DueClip {
         let started = DispatchTime.now().uptimeNanoseconds
         let clipTubelets = settings.clipFrames / tubeletFrames
         let firstFrame = framesPushed - settings.clipFrames
-        let logits: Tensor
+        var due = DueClip(scheduler: self, clipStart: timestamps.first!, clipEnd: timestamps.last!)
         switch settings.reuse {
         case .none:
             // Everything from the clip's raw frames, embedding per tubelet as exact does (same GEMM
@@ -208,15 +217,73 @@ public final class ClipScheduler {
                 tokenSlices.append(tokens)
                 start += count
             }
-            logits = runNetwork(tokenSlices, firstTubelet: firstFrame / tubeletFrames)
+            due.tokens = stackSlices(tokenSlices)
         case .exact:
             precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstFrame / tubeletFrames)
-            logits = runNetwork(embeddings.map(\.tokens), firstTubelet: embeddings.first!.tubelet)
+            due.tokens = stackSlices(embeddings.map(\.tokens))
         case .kv:
-            logits = stream!.clipLogits(clipTokens: clipTubelets)
+            due.logits = stream!.clipLogits(clipTokens: clipTubelets)
             pendingFlops += 2 * Double(swin.head.inFeatures * swin.head.outFeatures)
         }
+        if swin.config.streaming, let tokens = due.tokens {
+            // A clip from scratch of a streaming-native model: a stream of its own at its absolute time.
+            let grid = Array(tokens.shape.prefix(3))
+            let stream = SwinStream(model: swin, startTokenTime: firstFrame / tubeletFrames, keptSlices: grid[0])
+            stream.push(tokens: tokens, grid: grid)
+            pendingFlops += stream.lastPushFlops
+            due.logits = stream.clipLogits(clipTokens: grid[0])
+            due.tokens = nil
+        }
         pendingSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        return due
+    }
+
+    /// Like `push`, but a due clip comes back unevaluated, so that clips of several cameras that
+    /// are due together share one forward pass: collect them and call `ClipScheduler.evaluate`.
+    public func pushDeferred(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> DueClip? {
+        ingest(rgb: rgb, timestamp: timestamp) ? prepareClip() : nil
+    }
+
+    public func pushDeferred(frame: Frame) -> DueClip? {
+        frame.rgb.withUnsafeBufferPointer { pushDeferred(rgb: $0, timestamp: frame.timestamp) }
+    }
+
+    /// Runs due clips, batching those of clip-trained models that share a model file and a token
+    /// geometry into one forward pass; results come back in the order given. The schedulers must
+    /// not be pushed to meanwhile.
+    public static func evaluate(_ clips: [DueClip]) -> [ClipResult] {
+        var logits = clips.map(\.logits)
+        var passSeconds = [Double](repeating: 0, count: clips.count)
+        var groups: [String: [Int]] = [:]
+        for (i, clip) in clips.enumerated() where logits[i] == nil {
+            groups["\(clip.scheduler.model.path)|\(clip.tokens!.shape)", default: []].append(i)
+        }
+        for members in groups.values.sorted(by: { $0[0] < $1[0] }) {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let first = clips[members[0]]
+            let grid = Array(first.tokens!.shape.prefix(3))
+            let outputs = first.scheduler.swin.forward(batch: members.map { clips[$0].tokens! }, grid: grid)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            for (member, output) in zip(members, outputs) {
+                logits[member] = output
+                passSeconds[member] = seconds / Double(members.count)  // the pass's time, shared
+                clips[member].scheduler.pendingFlops += clips[member].scheduler.networkFlops()
+            }
+        }
+        return clips.indices.map { i in
+            clips[i].scheduler.finish(clips[i], logits: logits[i]!, extraSeconds: passSeconds[i])
+        }
+    }
+
+    /// Multiply-adds ×2 of a clip-trained network after the patch embedding, for one clip.
+    private func networkFlops() -> Double {
+        let tokens = swin.tokenGrid(frames: settings.clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
+        return swin.flops(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
+            - 2 * Double(tokens) * Double(swin.patchEmbed.inFeatures * swin.patchEmbed.outFeatures)
+    }
+
+    private func finish(_ due: DueClip, logits: Tensor, extraSeconds: Double) -> ClipResult {
+        pendingSeconds += extraSeconds
         let values = logits.array
         let maximum = values.max()!
         let exps = values.map { Foundation.exp(Double($0 - maximum)) }
@@ -224,7 +291,7 @@ public final class ClipScheduler {
         let probabilities = exps.map { Float($0 / sum) }
         let ranked = values.indices.sorted { values[$0] > values[$1] }.prefix(topK)
         let result = ClipResult(
-            clipStart: timestamps.first!, clipEnd: timestamps.last!, logits: values, probabilities: probabilities,
+            clipStart: due.clipStart, clipEnd: due.clipEnd, logits: values, probabilities: probabilities,
             top: ranked.map { ($0, model.label($0), probabilities[$0]) },
             wallSeconds: pendingSeconds, gflopComputed: pendingFlops / 1e9, gflopFullClip: fullClipCost(),
             sequence: sequence)
@@ -232,27 +299,6 @@ public final class ClipScheduler {
         pendingSeconds = 0
         pendingFlops = 0
         return result
-    }
-
-    /// Stages (or the stream) over a copy of the clip's token slices, which the network consumes.
-    private func runNetwork(_ slices: [Tensor], firstTubelet: Int) -> Tensor {
-        let perSlice = slices[0].count
-        let shape = slices[0].shape
-        let tokens = Tensor(uninitialized: [slices.count] + shape.dropFirst())
-        for (i, slice) in slices.enumerated() {
-            precondition(slice.shape == shape)
-            (tokens.data + i * perSlice).update(from: slice.data, count: perSlice)
-        }
-        let grid = Array(tokens.shape.prefix(3))
-        if swin.config.streaming {
-            let stream = SwinStream(model: swin, startTokenTime: firstTubelet, keptSlices: grid[0])
-            stream.push(tokens: tokens, grid: grid)
-            pendingFlops += stream.lastPushFlops
-            return stream.clipLogits(clipTokens: grid[0])
-        }
-        pendingFlops += swin.flops(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
-            - 2 * Double(tokens.count) * Double(swin.patchEmbed.inFeatures)
-        return swin.forward(tokens: tokens, grid: grid)
     }
 
     /// GFLOP of a clip from scratch (computed once).
@@ -292,4 +338,30 @@ func sliceFrames(_ clip: Tensor, _ range: Range<Int>) -> Tensor {
         (out.data + c * range.count * plane).update(from: clip.data + (c * frames + range.lowerBound) * plane, count: range.count * plane)
     }
     return out
+}
+
+/// A clip that is due: its stacked patch embeddings [T', H', W', C] waiting for the network, or its
+/// logits already (streaming-native models).
+public struct DueClip {
+    public let scheduler: ClipScheduler
+    public let clipStart: Double
+    public let clipEnd: Double
+    var tokens: Tensor?
+    var logits: Tensor?
+    init(scheduler: ClipScheduler, clipStart: Double, clipEnd: Double) {
+        self.scheduler = scheduler
+        self.clipStart = clipStart
+        self.clipEnd = clipEnd
+    }
+}
+
+/// Token slices [1, H', W', C] each → [slices, H', W', C] (a copy: the network consumes it).
+func stackSlices(_ slices: [Tensor]) -> Tensor {
+    let shape = slices[0].shape, perSlice = slices[0].count
+    let tokens = Tensor(uninitialized: [slices.count] + shape.dropFirst())
+    for (i, slice) in slices.enumerated() {
+        precondition(slice.shape == shape)
+        (tokens.data + i * perSlice).update(from: slice.data, count: perSlice)
+    }
+    return tokens
 }

@@ -18,11 +18,11 @@ final class SchedulerTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
 
     /// An H.264 file of moving test patterns made by ffmpeg.
-    func encodeVideo(seconds: Int, size: String = "96x72") throws -> String {
-        let path = scratch.appendingPathComponent("video.mp4").path
+    func encodeVideo(seconds: Int, size: String = "96x72", pattern: String = "testsrc2") throws -> String {
+        let path = scratch.appendingPathComponent("\(pattern)-\(seconds).mp4").path
         let ffmpeg = Process()
         ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
-        ffmpeg.arguments = ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=\(size):rate=25", "-t", "\(seconds)",
+        ffmpeg.arguments = ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "\(pattern)=size=\(size):rate=25", "-t", "\(seconds)",
                             "-c:v", "libx264", "-pix_fmt", "yuv420p", path]
         try ffmpeg.run()
         ffmpeg.waitUntilExit()
@@ -112,6 +112,38 @@ final class SchedulerTests: XCTestCase {
         // kv computes about a quarter of a clip per label at a quarter-clip hop.
         XCTAssertLessThan(ratios.dropFirst().max()!, 0.40, "kv GFLOP per label vs a clip from scratch")
         XCTAssertGreaterThan(agreeWithScratch, 0)
+    }
+
+    func testClipsOfTwoCamerasDueTogetherShareOneForwardPass() throws {
+        let config = VideoSwinConfig(embedDim: 16, depths: [2, 2], numHeads: [2, 4], windowSize: [4, 4, 4], numClasses: 6)
+        let model = try writeModel(config, crop: 48)
+        let geometry = ClipScheduler.geometry(for: model)
+        let cameras = [try frames(try encodeVideo(seconds: 3, pattern: "testsrc2"), geometry: geometry, stride: 2),
+                       try frames(try encodeVideo(seconds: 3, pattern: "mandelbrot"), geometry: geometry, stride: 2)]
+        let settings = WindowSettings(clipFrames: 16, frameStride: 2, hop: 4, reuse: .exact)
+        let alone = try cameras.map { _ in try ClipScheduler(model: model, settings: settings) }
+        let batched = try cameras.map { _ in try ClipScheduler(model: model, settings: settings) }
+        var passes = 0
+        for index in 0..<min(cameras[0].count, cameras[1].count) {
+            let separate = (0..<2).compactMap { alone[$0].push(frame: cameras[$0][index]) }
+            let due = (0..<2).compactMap { batched[$0].pushDeferred(frame: cameras[$0][index]) }
+            XCTAssertEqual(separate.count, due.count)
+            guard !due.isEmpty else { continue }
+            let results = ClipScheduler.evaluate(due)
+            passes += 1
+            for (one, together) in zip(separate, results) {
+                let largest = one.logits.map(abs).max()!
+                for (a, b) in zip(one.logits, together.logits) {
+                    XCTAssertEqual(a, b, accuracy: 1e-5 * max(largest, 1), "clip \(one.sequence)")
+                }
+                XCTAssertEqual(one.sequence, together.sequence)
+                XCTAssertEqual(one.clipEnd, together.clipEnd)
+                XCTAssertEqual(one.gflopComputed, together.gflopComputed, accuracy: 1e-9)
+            }
+            // The two cameras really see different things.
+            XCTAssertNotEqual(results[0].logits, results[1].logits)
+        }
+        XCTAssertGreaterThanOrEqual(passes, 5)
     }
 
     func testKVIsRefusedForAClipTrainedModel() throws {
