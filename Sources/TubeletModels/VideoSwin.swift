@@ -634,12 +634,12 @@ public func randomWeights(seed: UInt64) -> WeightProvider {
     return { name, shape in
         let t = Tensor(uninitialized: shape)
         let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
-        for i in 0..<t.count {
-            let r = Float.random(in: -1...1, using: &generator)
-            if name.contains("norm") && name.hasSuffix("weight") { t[i] = 1 + 0.2 * r }
-            else if name.contains("relative_position_bias_table") { t[i] = r }
-            else { t[i] = shape.count > 1 ? r * 1.7 / Float(fanIn).squareRoot() : 0.1 * r }
-        }
+        // value = offset + scale · U(±1), decided once per tensor.
+        let (offset, scale): (Float, Float)
+        if name.contains("norm") && name.hasSuffix("weight") { (offset, scale) = (1, 0.2) }
+        else if name.contains("relative_position_bias_table") { (offset, scale) = (0, 1) }
+        else { (offset, scale) = (0, shape.count > 1 ? 1.7 / Float(fanIn).squareRoot() : 0.1) }
+        for i in 0..<t.count { t[i] = offset + scale * Float.random(in: -1...1, using: &generator) }
         return t
     }
 }
