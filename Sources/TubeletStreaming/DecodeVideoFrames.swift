@@ -25,6 +25,8 @@ public final class VideoFileReader {
     public private(set) var returnedCount = 0
     public var decodeErrors: Int { decoder.decodeErrors }
     public var nominalFrameRate: Double? { decoder.nominalFrameRate }
+    /// Decoded frames the container announces (for progress bars), when it says.
+    public var estimatedFrameCount: Int? { decoder.statedFrameCount }
     public var sourceName: String { decoder.sourceName }
     private let decoder: MediaDecoder
     private let converter: FrameConverter
