@@ -69,7 +69,9 @@ public final class ClipScheduler {
     /// Sampled frames pushed since the start or the last `reset`.
     public private(set) var framesPushed = 0
     private var sequence: UInt64 = 0
-    private let swin: VideoSwin
+    private let backbone: Backbone
+    /// The Video Swin, for the Swin-only paths (kv streams, streaming-native models).
+    private let swin: VideoSwin?
     private let tubeletFrames: Int
 
     /// Raw RGB of the last `clipFrames` frames (for `none`, which redoes everything) with timestamps.
@@ -92,8 +94,10 @@ public final class ClipScheduler {
 
     public init(model: TubeletModel, settings: WindowSettings, topK: Int = 5) throws {
         func fail(_ message: String) -> SchedulerError { SchedulerError(description: message) }
-        guard case .videoSwin(let swin) = model.network else { throw fail("\(model.path): unsupported architecture") }
-        let tubelet = swin.config.patchSize[0]
+        let backbone = Backbone(model.network)
+        let swin: VideoSwin? = if case .videoSwin(let swin) = model.network { swin } else { nil }
+        let streaming = swin?.config.streaming ?? false
+        let tubelet = backbone.tubeletFrames
         guard settings.clipFrames > 0, settings.hop > 0, settings.frameStride > 0 else {
             throw fail("clip frames, hop and frame stride must be positive")
         }
@@ -105,16 +109,26 @@ public final class ClipScheduler {
                 throw fail("\(settings.reuse.rawValue) reuse needs clip frames (\(settings.clipFrames)) and hop (\(settings.hop)) to be multiples of the model's \(tubelet)-frame tubelet")
             }
         }
-        if settings.reuse == .kv && !swin.config.streaming {
+        if swin == nil {
+            let geometry = ClipScheduler.geometry(for: model)
+            if let problem = model.inputProblem([3, settings.clipFrames, geometry.height, geometry.width]) {
+                throw fail("\(model.path): \(problem)")
+            }
+            if settings.reuse == .kv {
+                throw fail("\(model.path) is a \(model.architecture) model: kv reuse is for streaming-native Video Swin models; use --reuse exact")
+            }
+        }
+        if settings.reuse == .kv && !streaming {
             throw fail("\(model.path) is a clip-trained model: kv reuse is exact only for streaming-native models (docs/streaming-native-swin.md); use --reuse exact")
         }
-        if swin.config.streaming && settings.clipFrames % tubelet != 0 {
+        if streaming && settings.clipFrames % tubelet != 0 {
             throw fail("a streaming-native model needs clip frames (\(settings.clipFrames)) to be a multiple of its \(tubelet)-frame tubelet")
         }
         self.model = model
         self.settings = settings
         self.geometry = ClipScheduler.geometry(for: model)
-        self.topK = max(1, min(topK, swin.config.numClasses))
+        self.topK = max(1, min(topK, model.numClasses))
+        self.backbone = backbone
         self.swin = swin
         self.tubeletFrames = tubelet
     }
@@ -170,14 +184,14 @@ public final class ClipScheduler {
         let frames = concatenateFrames(pendingFrames)
         switch settings.reuse {
         case .exact:
-            let (tokens, _) = swin.embedPatches(frames)
-            pendingFlops += embedFlops(tokens)
+            let tokens = backbone.embed(frames)
+            pendingFlops += backbone.embedFlops(tokens)
             embeddings.append((tubelet, tokens))
             let clipTubelets = settings.clipFrames / tubeletFrames
             if embeddings.count > clipTubelets { embeddings.removeFirst(embeddings.count - clipTubelets) }
         case .kv:
             if stream == nil {
-                stream = SwinStream(model: swin, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
+                stream = SwinStream(model: swin!, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
             }
             stream!.push(frames)
             pendingFlops += stream!.lastPushFlops
@@ -203,8 +217,8 @@ public final class ClipScheduler {
             var start = 0
             while start < settings.clipFrames {
                 let count = min(tubeletFrames, settings.clipFrames - start)
-                let (tokens, _) = swin.embedPatches(sliceFrames(clip, start..<(start + count)))
-                pendingFlops += embedFlops(tokens)
+                let tokens = backbone.embed(sliceFrames(clip, start..<(start + count)))
+                pendingFlops += backbone.embedFlops(tokens)
                 tokenSlices.append(tokens)
                 start += count
             }
@@ -214,7 +228,7 @@ public final class ClipScheduler {
             logits = runNetwork(embeddings.map(\.tokens), firstTubelet: embeddings.first!.tubelet)
         case .kv:
             logits = stream!.clipLogits(clipTokens: clipTubelets)
-            pendingFlops += 2 * Double(swin.head.inFeatures * swin.head.outFeatures)
+            pendingFlops += 2 * Double(swin!.head.inFeatures * swin!.head.outFeatures)
         }
         pendingSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let values = logits.array
@@ -243,6 +257,17 @@ public final class ClipScheduler {
             precondition(slice.shape == shape)
             (tokens.data + i * perSlice).update(from: slice.data, count: perSlice)
         }
+        let swin: VideoSwin
+        switch backbone {
+        case .swin(let model): swin = model
+        case .timesformer(let model):
+            let frames = tokens.shape[0]
+            pendingFlops += model.flops(frames: frames) - model.embedFlops(frames: frames)
+            return model.forward(patchEmbeddings: tokens)
+        case .vivit(let model):
+            pendingFlops += model.flops() - model.embedFlops(frames: model.config.numFrames)
+            return model.forward(tubeletEmbeddings: tokens)
+        }
         let grid = Array(tokens.shape.prefix(3))
         if swin.config.streaming {
             let stream = SwinStream(model: swin, startTokenTime: firstTubelet, keptSlices: grid[0])
@@ -259,6 +284,11 @@ public final class ClipScheduler {
     private func fullClipCost() -> Double {
         if let cached = fullClipGflop { return cached }
         let cost: Double
+        guard let swin else {
+            cost = model.gflop(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
+            fullClipGflop = cost
+            return cost
+        }
         if swin.config.streaming {
             cost = SwinStream.clipFlops(model: swin, frames: settings.clipFrames, height: geometry.height, width: geometry.width) / 1e9
         } else {
@@ -267,9 +297,49 @@ public final class ClipScheduler {
         fullClipGflop = cost
         return cost
     }
+}
 
-    private func embedFlops(_ tokens: Tensor) -> Double {
-        2 * Double(tokens.count) * Double(swin.patchEmbed.inFeatures)
+/// What the scheduler needs from each family: how many frames one embedding unit spans (a Swin
+/// or ViViT tubelet, one TimeSformer frame), that unit's embedding, and the network on the
+/// units of a clip concatenated in time. Units never mix frames across their boundaries, so
+/// `exact` reuse of them is bit-for-bit what `none` computes (both embed unit by unit).
+enum Backbone {
+    case swin(VideoSwin)
+    case timesformer(TimeSformer)
+    case vivit(ViViT)
+
+    init(_ network: TubeletModel.Network) {
+        switch network {
+        case .videoSwin(let model): self = .swin(model)
+        case .timesformer(let model): self = .timesformer(model)
+        case .vivit(let model): self = .vivit(model)
+        }
+    }
+
+    var tubeletFrames: Int {
+        switch self {
+        case .swin(let model): return model.config.patchSize[0]
+        case .timesformer: return 1
+        case .vivit(let model): return model.config.tubeletSize[0]
+        }
+    }
+
+    /// frames: [3, tubeletFrames, H, W] → one time slice of tokens, [1, …, C].
+    func embed(_ frames: Tensor) -> Tensor {
+        switch self {
+        case .swin(let model): return model.embedPatches(frames).0
+        case .timesformer(let model): return model.embedPatches(frames)
+        case .vivit(let model): return model.embedTubelets(frames)
+        }
+    }
+
+    func embedFlops(_ tokens: Tensor) -> Double {
+        let rows = Double(tokens.count / tokens.shape.last!)
+        switch self {
+        case .swin(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .timesformer(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .vivit(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        }
     }
 }
 
