@@ -67,7 +67,8 @@ public enum HFImport {
         let fields = HFConfigFields(config, path: configPath)
         let labels = hfLabels(config)
         let preprocessing = try readPreprocessing(directory: path, modelType: modelType,
-                                                  frames: try fields.int("num_frames", default: modelType == "vivit" ? 32 : 8))
+                                                  frames: try fields.int("num_frames", default: modelType == "vivit" ? 32 : 8),
+                                                  imageSize: try fields.square("image_size", default: 224))
         guard let classifier = byName["classifier.weight"], classifier.shape.count == 2 else {
             throw fail(weightsPath, "no classifier.weight: not a *ForVideoClassification checkpoint")
         }
@@ -261,15 +262,16 @@ public enum HFImport {
     /// size (shortest_edge or height), crop_size. Without one, transformers' processor defaults:
     /// TimeSformer (TimesformerVideoProcessor / VideoMAEImageProcessor): ImageNet mean/std
     /// (0.485, 0.456, 0.406)/(0.229, 0.224, 0.225) on 0-1, short side 224, crop 224;
-    /// ViViT (VivitImageProcessor): x/127.5 - 1 then mean 0.5 std 0.5, short side 256, crop 224.
+    /// ViViT (VivitImageProcessor): x/127.5 - 1 then mean 0.5 std 0.5, short side 256, crop 224;
+    /// with the sizes scaled to the model's image_size (crop = image_size, which the models need).
     /// HF configs do not record the frame sampling: stride 4 unless `tubelet import --frame-stride`.
-    static func readPreprocessing(directory: String, modelType: String, frames: Int) throws -> Preprocessing {
+    static func readPreprocessing(directory: String, modelType: String, frames: Int, imageSize: Int) throws -> Preprocessing {
         let vivit = modelType == "vivit"
         var mean: [Double] = vivit ? [0.5, 0.5, 0.5] : [0.485, 0.456, 0.406]
         var std: [Double] = vivit ? [0.5, 0.5, 0.5] : [0.229, 0.224, 0.225]
         var rescale = vivit ? 1 / 127.5 : 1 / 255.0
         var offset = vivit
-        var shortSide = vivit ? 256 : 224, crop = 224
+        var shortSide = vivit ? (imageSize * 256 + 112) / 224 : imageSize, crop = imageSize
         for name in ["preprocessor_config.json", "video_preprocessor_config.json"] {
             let path = (directory as NSString).appendingPathComponent(name)
             guard let data = FileManager.default.contents(atPath: path) else { continue }
