@@ -69,7 +69,9 @@ public final class ClipScheduler {
     /// Sampled frames pushed since the start or the last `reset`.
     public private(set) var framesPushed = 0
     private var sequence: UInt64 = 0
-    private let swin: VideoSwin
+    private let backbone: Backbone
+    /// The Video Swin, for the Swin-only paths (kv streams, streaming-native models).
+    private let swin: VideoSwin?
     private let tubeletFrames: Int
 
     /// Raw RGB of the last `clipFrames` frames (for `none`, which redoes everything) with timestamps.
@@ -92,8 +94,10 @@ public final class ClipScheduler {
 
     public init(model: TubeletModel, settings: WindowSettings, topK: Int = 5) throws {
         func fail(_ message: String) -> SchedulerError { SchedulerError(description: message) }
-        guard case .videoSwin(let swin) = model.network else { throw fail("\(model.path): unsupported architecture") }
-        let tubelet = swin.config.patchSize[0]
+        let backbone = Backbone(model.network)
+        let swin: VideoSwin? = if case .videoSwin(let swin) = model.network { swin } else { nil }
+        let streaming = swin?.config.streaming ?? false
+        let tubelet = backbone.tubeletFrames
         guard settings.clipFrames > 0, settings.hop > 0, settings.frameStride > 0 else {
             throw fail("clip frames, hop and frame stride must be positive")
         }
@@ -105,16 +109,26 @@ public final class ClipScheduler {
                 throw fail("\(settings.reuse.rawValue) reuse needs clip frames (\(settings.clipFrames)) and hop (\(settings.hop)) to be multiples of the model's \(tubelet)-frame tubelet")
             }
         }
-        if settings.reuse == .kv && !swin.config.streaming {
+        if swin == nil {
+            let geometry = ClipScheduler.geometry(for: model)
+            if let problem = model.inputProblem([3, settings.clipFrames, geometry.height, geometry.width]) {
+                throw fail("\(model.path): \(problem)")
+            }
+            if settings.reuse == .kv {
+                throw fail("\(model.path) is a \(model.architecture) model: kv reuse is for streaming-native Video Swin models; use --reuse exact")
+            }
+        }
+        if settings.reuse == .kv && !streaming {
             throw fail("\(model.path) is a clip-trained model: kv reuse is exact only for streaming-native models (docs/streaming-native-swin.md); use --reuse exact")
         }
-        if swin.config.streaming && settings.clipFrames % tubelet != 0 {
+        if streaming && settings.clipFrames % tubelet != 0 {
             throw fail("a streaming-native model needs clip frames (\(settings.clipFrames)) to be a multiple of its \(tubelet)-frame tubelet")
         }
         self.model = model
         self.settings = settings
         self.geometry = ClipScheduler.geometry(for: model)
-        self.topK = max(1, min(topK, swin.config.numClasses))
+        self.topK = max(1, min(topK, model.numClasses))
+        self.backbone = backbone
         self.swin = swin
         self.tubeletFrames = tubelet
     }
@@ -141,7 +155,7 @@ public final class ClipScheduler {
 
     /// rgb: one sampled frame [height, width, 3] at `geometry`.
     public func push(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> ClipResult? {
-        ingest(rgb: rgb, timestamp: timestamp) ? emit() : nil
+        ingest(rgb: rgb, timestamp: timestamp) ? ClipScheduler.evaluate([prepareClip()])[0] : nil
     }
 
     /// Takes one frame; true when a clip is due.
@@ -174,24 +188,20 @@ public final class ClipScheduler {
         let frames = concatenateFrames(pendingFrames)
         switch settings.reuse {
         case .exact:
-            let (tokens, _) = swin.embedPatches(frames)
-            pendingFlops += embedFlops(tokens)
+            let tokens = backbone.embed(frames)
+            pendingFlops += backbone.embedFlops(tokens)
             embeddings.append((tubelet, tokens))
             let clipTubelets = settings.clipFrames / tubeletFrames
             if embeddings.count > clipTubelets { embeddings.removeFirst(embeddings.count - clipTubelets) }
         case .kv:
             if stream == nil {
-                stream = SwinStream(model: swin, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
+                stream = SwinStream(model: swin!, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
             }
             stream!.push(frames)
             pendingFlops += stream!.lastPushFlops
         case .none:
             break
         }
-    }
-
-    private func emit() -> ClipResult {
-        ClipScheduler.evaluate([prepareClip()])[0]
     }
 
     /// The due clip, ready for the network: its tokens, or (streaming-native models) its logits.
@@ -212,8 +222,8 @@ public final class ClipScheduler {
             var start = 0
             while start < settings.clipFrames {
                 let count = min(tubeletFrames, settings.clipFrames - start)
-                let (tokens, _) = swin.embedPatches(sliceFrames(clip, start..<(start + count)))
-                pendingFlops += embedFlops(tokens)
+                let tokens = backbone.embed(sliceFrames(clip, start..<(start + count)))
+                pendingFlops += backbone.embedFlops(tokens)
                 tokenSlices.append(tokens)
                 start += count
             }
@@ -223,9 +233,9 @@ public final class ClipScheduler {
             due.tokens = stackSlices(embeddings.map(\.tokens))
         case .kv:
             due.logits = stream!.clipLogits(clipTokens: clipTubelets)
-            pendingFlops += 2 * Double(swin.head.inFeatures * swin.head.outFeatures)
+            pendingFlops += 2 * Double(swin!.head.inFeatures * swin!.head.outFeatures)
         }
-        if swin.config.streaming, let tokens = due.tokens {
+        if let swin, swin.config.streaming, let tokens = due.tokens {
             // A clip from scratch of a streaming-native model: a stream of its own at its absolute time.
             let grid = Array(tokens.shape.prefix(3))
             let stream = SwinStream(model: swin, startTokenTime: firstFrame / tubeletFrames, keptSlices: grid[0])
@@ -248,38 +258,40 @@ public final class ClipScheduler {
         frame.rgb.withUnsafeBufferPointer { pushDeferred(rgb: $0, timestamp: frame.timestamp) }
     }
 
-    /// Runs due clips, batching those of clip-trained models that share a model file and a token
-    /// geometry into one forward pass; results come back in the order given. The schedulers must
-    /// not be pushed to meanwhile.
+    /// Runs due clips; those of clip-trained Video Swin models that share a model file and a token
+    /// geometry go through one batched forward pass. Results come back in the order given. The
+    /// schedulers must not be pushed to meanwhile.
     public static func evaluate(_ clips: [DueClip]) -> [ClipResult] {
         var logits = clips.map(\.logits)
         var passSeconds = [Double](repeating: 0, count: clips.count)
         var groups: [String: [Int]] = [:]
         for (i, clip) in clips.enumerated() where logits[i] == nil {
-            groups["\(clip.scheduler.model.path)|\(clip.tokens!.shape)", default: []].append(i)
+            // Only Video Swin batches; other families run one clip per pass (a group of one).
+            let batchable = clip.scheduler.swin != nil
+            groups[batchable ? "\(clip.scheduler.model.path)|\(clip.tokens!.shape)" : "single \(i)", default: []].append(i)
         }
         for members in groups.values.sorted(by: { $0[0] < $1[0] }) {
             let started = DispatchTime.now().uptimeNanoseconds
-            let first = clips[members[0]]
-            let grid = Array(first.tokens!.shape.prefix(3))
-            let outputs = first.scheduler.swin.forward(batch: members.map { clips[$0].tokens! }, grid: grid)
+            let first = clips[members[0]].scheduler
+            let outputs: [Tensor]
+            if let swin = first.swin {
+                let grid = Array(clips[members[0]].tokens!.shape.prefix(3))
+                outputs = swin.forward(batch: members.map { clips[$0].tokens! }, grid: grid)
+            } else {
+                outputs = [first.backbone.forward(clips[members[0]].tokens!)]
+            }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
             for (member, output) in zip(members, outputs) {
                 logits[member] = output
                 passSeconds[member] = seconds / Double(members.count)  // the pass's time, shared
-                clips[member].scheduler.pendingFlops += clips[member].scheduler.networkFlops()
+                let scheduler = clips[member].scheduler
+                scheduler.pendingFlops += scheduler.backbone.networkFlops(clipFrames: scheduler.settings.clipFrames,
+                                                                          geometry: scheduler.geometry)
             }
         }
         return clips.indices.map { i in
             clips[i].scheduler.finish(clips[i], logits: logits[i]!, extraSeconds: passSeconds[i])
         }
-    }
-
-    /// Multiply-adds ×2 of a clip-trained network after the patch embedding, for one clip.
-    private func networkFlops() -> Double {
-        let tokens = swin.tokenGrid(frames: settings.clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
-        return swin.flops(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
-            - 2 * Double(tokens) * Double(swin.patchEmbed.inFeatures * swin.patchEmbed.outFeatures)
     }
 
     private func finish(_ due: DueClip, logits: Tensor, extraSeconds: Double) -> ClipResult {
@@ -305,6 +317,11 @@ public final class ClipScheduler {
     private func fullClipCost() -> Double {
         if let cached = fullClipGflop { return cached }
         let cost: Double
+        guard let swin else {
+            cost = model.gflop(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
+            fullClipGflop = cost
+            return cost
+        }
         if swin.config.streaming {
             cost = SwinStream.clipFlops(model: swin, frames: settings.clipFrames, height: geometry.height, width: geometry.width) / 1e9
         } else {
@@ -313,9 +330,70 @@ public final class ClipScheduler {
         fullClipGflop = cost
         return cost
     }
+}
 
-    private func embedFlops(_ tokens: Tensor) -> Double {
-        2 * Double(tokens.count) * Double(swin.patchEmbed.inFeatures)
+/// What the scheduler needs from each family: how many frames one embedding unit spans (a Swin
+/// or ViViT tubelet, one TimeSformer frame), that unit's embedding, and the network on the
+/// units of a clip concatenated in time. Units never mix frames across their boundaries, so
+/// `exact` reuse of them is bit-for-bit what `none` computes (both embed unit by unit).
+enum Backbone {
+    case swin(VideoSwin)
+    case timesformer(TimeSformer)
+    case vivit(ViViT)
+
+    init(_ network: TubeletModel.Network) {
+        switch network {
+        case .videoSwin(let model): self = .swin(model)
+        case .timesformer(let model): self = .timesformer(model)
+        case .vivit(let model): self = .vivit(model)
+        }
+    }
+
+    var tubeletFrames: Int {
+        switch self {
+        case .swin(let model): return model.config.patchSize[0]
+        case .timesformer: return 1
+        case .vivit(let model): return model.config.tubeletSize[0]
+        }
+    }
+
+    /// frames: [3, tubeletFrames, H, W] → one time slice of tokens, [1, …, C].
+    func embed(_ frames: Tensor) -> Tensor {
+        switch self {
+        case .swin(let model): return model.embedPatches(frames).0
+        case .timesformer(let model): return model.embedPatches(frames)
+        case .vivit(let model): return model.embedTubelets(frames)
+        }
+    }
+
+    /// The network after the embedding, on one clip-trained clip's stacked units (consumed).
+    func forward(_ tokens: Tensor) -> Tensor {
+        switch self {
+        case .swin(let model): return model.forward(tokens: tokens, grid: Array(tokens.shape.prefix(3)))
+        case .timesformer(let model): return model.forward(patchEmbeddings: tokens)
+        case .vivit(let model): return model.forward(tubeletEmbeddings: tokens)
+        }
+    }
+
+    /// Multiply-adds ×2 of the network after the embedding, for one clip-trained clip.
+    func networkFlops(clipFrames: Int, geometry: FrameGeometry) -> Double {
+        switch self {
+        case .swin(let model):
+            let tokens = model.tokenGrid(frames: clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
+            return model.flops(frames: clipFrames, height: geometry.height, width: geometry.width)
+                - 2 * Double(tokens) * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .timesformer(let model): return model.flops(frames: clipFrames) - model.embedFlops(frames: clipFrames)
+        case .vivit(let model): return model.flops() - model.embedFlops(frames: model.config.numFrames)
+        }
+    }
+
+    func embedFlops(_ tokens: Tensor) -> Double {
+        let rows = Double(tokens.count / tokens.shape.last!)
+        switch self {
+        case .swin(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .timesformer(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .vivit(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        }
     }
 }
 

@@ -5,13 +5,14 @@ import TubeletLoading
 import TubeletModels
 import TubeletStreaming
 
-/// Times a full-clip forward pass of a Video Swin topology (random weights unless --model is given).
+/// Times a full-clip forward pass of a Video Swin, TimeSformer or ViViT topology (random weights),
+/// or of a Video Swin model file.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Seconds per clip and GFLOP/s for a Video Swin model or topology.")
+        abstract: "Seconds per clip and GFLOP/s for a model file or a topology with random weights.")
 
     @Option(help: "A Tubelet model file to time (default: --topology with random weights).") var model: String?
-    @Option(help: "Topology with random weights: swin3d_t, swin3d_s or swin3d_b.") var topology = "swin3d_t"
+    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16) or vivit_b (Model 1, tubelet 2x16x16); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
     @Option(help: "Frames per clip.") var frames = 16
     @Option(help: "Height and width of the clip.") var size = 224
     @Option(name: .customLong("repeat"), help: "Timed runs after one warm-up; the best is reported.") var repeats = 3
@@ -37,7 +38,8 @@ struct Bench: ParsableCommand {
             case "swin3d_t": config = .swin3dT()
             case "swin3d_s": config = .swin3dS()
             case "swin3d_b": config = .swin3dB()
-            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s or swin3d_b)")
+            case "timesformer_b", "vivit_b": return try benchViT()
+            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b or vivit_b)")
             }
             config.streaming = streaming
             (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
@@ -47,22 +49,49 @@ struct Bench: ParsableCommand {
         for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
 
         if streaming { return benchStreaming(model, name: name, clip: clip) }
+        time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
+    }
+
+    /// Best of `repeats` forward passes after a warm-up, printed as text or JSON.
+    func time(_ name: String, clip: Tensor, gflop: Double, _ forward: (Tensor) -> Tensor) {
         var runs: [Double] = []
         for run in 0...repeats {
             let start = DispatchTime.now().uptimeNanoseconds
-            let logits = model(clip)
+            let logits = forward(clip)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             precondition(logits.array.allSatisfy { $0.isFinite }, "non-finite logits")
             if run > 0 { runs.append(seconds) }  // run 0 is the warm-up
         }
         let best = runs.min()!
-        let gflop = model.flops(frames: frames, height: size, width: size) / 1e9
         if json {
             printJSON(["topology": name, "frames": frames, "size": size, "threads": Parallel.threadCount,
                        "seconds_best": best, "runs": runs, "gflop": gflop, "gflops": gflop / best])
         } else {
             print(String(format: "%@ 3x%dx%dx%d: best %.3f s per clip over %d runs (%.1f GFLOP, %.1f GFLOP/s, %d threads)",
                          name, frames, size, size, best, runs.count, gflop, gflop / best, Parallel.threadCount))
+        }
+    }
+}
+
+extension Bench {
+    /// TimeSformer-B (divided space-time) or ViViT-B Model 1 with random weights, full clips.
+    func benchViT() throws {
+        if streaming { fail("--streaming is for Video Swin topologies") }
+        var generator = SplitMix64(seed: 1)
+        let clip = Tensor(uninitialized: [3, frames, size, size])
+        for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
+        if topology == "timesformer_b" {
+            var config = TimeSformerConfig.base()
+            config.imageSize = size
+            config.numFrames = frames
+            let model = try TimeSformer(config: config, weights: randomWeights(seed: 0))
+            time(topology, clip: clip, gflop: model.flops(frames: frames) / 1e9) { model($0) }
+        } else {
+            var config = ViViTConfig.base()
+            config.imageSize = size
+            config.numFrames = frames
+            let model = try ViViT(config: config, weights: randomWeights(seed: 0))
+            time(topology, clip: clip, gflop: model.flops() / 1e9) { model($0) }
         }
     }
 }

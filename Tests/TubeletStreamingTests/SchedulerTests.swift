@@ -157,4 +157,71 @@ final class SchedulerTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("multiples"), "\(error)")
         }
     }
+
+    /// A TimeSformer or ViViT model file with seeded random weights (architecture, config, shapes).
+    func writeViTModel(architecture: String, configJSON: String, shapes: [(name: String, shape: [Int])], frames: Int) throws -> TubeletModel {
+        var state: UInt64 = 7
+        func random() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 1_000_000) / 1_000_000
+        }
+        let weights = shapes.map { name, shape -> (name: String, tensor: Tensor) in
+            let t = Tensor(uninitialized: shape)
+            let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
+            for i in 0..<t.count {
+                let r = 2 * random() - 1
+                t[i] = name.contains("norm") && name.hasSuffix("weight") ? 1 + 0.2 * r
+                    : name.hasSuffix("embeddings") || name.hasSuffix("cls_token") ? 0.5 * r
+                    : (shape.count > 1 ? 1.7 * r / Float(fanIn).squareRoot() : 0.1 * r)
+            }
+            return (name, t)
+        }
+        let recipe = Preprocessing(frames: frames, frameStride: 1, resizeShortSide: 32, cropSize: 32, pixelScale: 1.0 / 255,
+                                   mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
+        let path = scratch.appendingPathComponent("model-\(UUID().uuidString).safetensors").path
+        try ModelFile.write(architecture: architecture, configJSON: configJSON, weights: weights, preprocessing: recipe,
+                            labels: [], source: "test", to: path)
+        return try ModelFile.load(path: path)
+    }
+
+    /// TimeSformer (per-frame patch embeddings reused) and ViViT Model 1 (per-tubelet embeddings
+    /// reused): `exact` equals `none` bit for bit, and `none` equals the model on the same clip.
+    func testExactEqualsNoneForTimeSformerAndViViT() throws {
+        let timesformer = TimeSformerConfig(imageSize: 32, patchSize: 8, numFrames: 8, hiddenSize: 32, numLayers: 2, numHeads: 2,
+                                            intermediateSize: 64, numClasses: 4)
+        let vivit = ViViTConfig(imageSize: 32, numFrames: 8, tubeletSize: [2, 16, 16], hiddenSize: 32, numLayers: 2, numHeads: 2,
+                                intermediateSize: 64, numClasses: 3)
+        let models = [
+            try writeViTModel(architecture: ModelFile.timesformerArchitecture, configJSON: try ModelFile.encodeConfig(timesformer),
+                              shapes: timesformer.parameterShapes(), frames: 8),
+            try writeViTModel(architecture: ModelFile.vivitArchitecture, configJSON: try ModelFile.encodeConfig(vivit),
+                              shapes: vivit.parameterShapes(), frames: 8),
+        ]
+        for model in models {
+            let geometry = ClipScheduler.geometry(for: model)
+            let video = try frames(try encodeVideo(seconds: 2), geometry: geometry, stride: 2)  // 25 sampled frames
+            let none = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 8, frameStride: 2, hop: 2, reuse: .none))
+            let exact = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 8, frameStride: 2, hop: 2, reuse: .exact))
+            var clips = 0
+            for (index, frame) in video.enumerated() {
+                let a = none.push(frame: frame), b = exact.push(frame: frame)
+                XCTAssertEqual(a == nil, b == nil)
+                guard let a, let b else { continue }
+                XCTAssertEqual(a.logits, b.logits, "\(model.architecture) clip \(a.sequence): exact must equal none bit for bit")
+                if a.sequence > 0 { XCTAssertLessThan(b.gflopComputed, a.gflopComputed, "\(model.architecture): exact must compute less") }
+                // The scheduler's clip is the model's clip.
+                let clip = Tensor(uninitialized: [3, 8, geometry.height, geometry.width])
+                for t in 0..<8 { video[index - 7 + t].rgb.withUnsafeBufferPointer { model.preprocessing.normalise(frame: $0, into: clip, at: t) } }
+                let direct = model.logits(clip).array
+                let largest = direct.map(abs).max()!
+                for (x, y) in zip(a.logits, direct) { XCTAssertLessThanOrEqual(abs(x - y), 1e-5 * max(1, largest), model.architecture) }
+                clips += 1
+            }
+            XCTAssertEqual(clips, (video.count - 8) / 2 + 1, model.architecture)
+        }
+        XCTAssertThrowsError(try ClipScheduler(model: models[1], settings: WindowSettings(clipFrames: 16, hop: 4, reuse: .none))) { error in
+            XCTAssertTrue("\(error)".contains("expects 8 frames"), "\(error)")
+        }
+        XCTAssertThrowsError(try ClipScheduler(model: models[0], settings: WindowSettings(clipFrames: 8, hop: 2, reuse: .kv)))
+    }
 }
