@@ -103,6 +103,13 @@ CONFIGS: dict[str, dict] = {
         purpose="Patch embedding without LayerNorm (no patch_embed.norm.* keys); T'=8 equals the "
                 "window (clamp, shift 0), H'=W'=8 pad to 14 shift 3.",
     ),
+    "deep_stage": dict(
+        seed=606, embed_dim=16, depths=[2, 2, 4, 2], num_heads=[2, 2, 4, 4], window=[4, 3, 3],
+        num_classes=5, clip=[3, 12, 40, 40], patch_norm=True,
+        stages=False, official=False, safetensors=False,
+        purpose="A 4-block stage (as Swin-T's 6-block stage 3): blocks 2 and 3 have their own bias "
+                "tables and shift parities, which a model reusing the first even/odd block's bias gets wrong.",
+    ),
 }
 
 

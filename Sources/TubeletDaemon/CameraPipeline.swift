@@ -78,7 +78,8 @@ final class CameraPipeline: @unchecked Sendable {
         logger[metadataKey: "camera"] = "\(camera.id)"
         self.logger = logger
         settings = windowSettings(camera.window, model: model.model)
-        scheduler = try ClipScheduler(model: model.model, settings: settings)
+        // Every class ranked: top_k is a decision setting, applied when publishing (it may change on reload).
+        scheduler = try ClipScheduler(model: model.model, settings: settings, topK: model.model.numClasses)
         let options = captureOptions(camera, settings: settings, geometry: ClipScheduler.geometry(for: model.model))
         tracker = DecisionTracker(config: camera.decisions, labels: (0..<model.model.numClasses).map(model.model.label))
         let box = WeakBox()

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TubeletLoading
+import TubeletStreaming
 import UnixSignals
 
 /// The daemon as a swift-service-lifecycle service: SIGTERM / SIGINT shut it down gracefully (the

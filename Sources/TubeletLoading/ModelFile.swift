@@ -6,6 +6,8 @@ import TubeletModels
 public struct TubeletModel: Sendable {
     public enum Network: Sendable {
         case videoSwin(VideoSwin)
+        case timesformer(TimeSformer)
+        case vivit(ViViT)
     }
     public let network: Network
     public let labels: [String]
@@ -13,22 +15,50 @@ public struct TubeletModel: Sendable {
     public let path: String
 
     public var architecture: String {
-        switch network { case .videoSwin: return ModelFile.videoSwinArchitecture }
+        switch network {
+        case .videoSwin: return ModelFile.videoSwinArchitecture
+        case .timesformer: return ModelFile.timesformerArchitecture
+        case .vivit: return ModelFile.vivitArchitecture
+        }
     }
 
     public var numClasses: Int {
-        switch network { case .videoSwin(let model): return model.config.numClasses }
+        switch network {
+        case .videoSwin(let model): return model.config.numClasses
+        case .timesformer(let model): return model.config.numClasses
+        case .vivit(let model): return model.config.numClasses
+        }
     }
 
-    /// clip: [3, T, H, W] normalised → logits [numClasses].
+    /// clip: [3, T, H, W] normalised → logits [numClasses]. TimeSformer and ViViT take the clip in
+    /// this layout too (transformers' (B, T, C, H, W) is only a different view of the same frames).
+    /// Check `inputProblem` first: a clip the model cannot take is a precondition failure here.
     public func logits(_ clip: Tensor) -> Tensor {
-        switch network { case .videoSwin(let model): return model(clip) }
+        switch network {
+        case .videoSwin(let model): return model(clip)
+        case .timesformer(let model): return model(clip)
+        case .vivit(let model): return model(clip)
+        }
+    }
+
+    /// Why `logits` cannot take a clip of this shape, or nil. Video Swin pads any size;
+    /// TimeSformer and ViViT need their configured frame size (and ViViT its frame count).
+    public func inputProblem(_ shape: [Int]) -> String? {
+        guard shape.count == 4, shape.allSatisfy({ $0 > 0 }) else { return "clip must be [3, T, H, W], got \(shape)" }
+        switch network {
+        case .videoSwin(let model):
+            return shape[0] == model.config.inChannels ? nil : "expected \(model.config.inChannels) channels, got \(shape[0])"
+        case .timesformer(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
+        case .vivit(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
+        }
     }
 
     /// GFLOP of one clip of this geometry.
     public func gflop(frames: Int, height: Int, width: Int) -> Double {
         switch network {
         case .videoSwin(let model): return model.flops(frames: frames, height: height, width: width) / 1e9
+        case .timesformer(let model): return model.flops(frames: frames) / 1e9
+        case .vivit(let model): return model.flops() / 1e9
         }
     }
 
@@ -49,15 +79,33 @@ public enum ModelFile {
     public static let labelsKey = "tubelet.labels"
     public static let sourceKey = "tubelet.source"
     public static let videoSwinArchitecture = "video_swin"
+    /// Weights under transformers' save_pretrained names (`timesformer.*`, `classifier.*`).
+    public static let timesformerArchitecture = "timesformer"
+    /// ViViT Model 1, weights under transformers' save_pretrained names (`vivit.encoder.layer.N.*`).
+    public static let vivitArchitecture = "vivit"
+
+    /// A config as the model file stores it: JSON with sorted keys.
+    public static func encodeConfig<Config: Encodable>(_ config: Config) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(config), as: UTF8.self)
+    }
 
     public static func write(videoSwin config: VideoSwinConfig, weights: [(name: String, tensor: Tensor)],
+                             preprocessing: Preprocessing, labels: [String], source: String, to path: String) throws {
+        try write(architecture: videoSwinArchitecture, configJSON: try encodeConfig(config), weights: weights,
+                  preprocessing: preprocessing, labels: labels, source: source, to: path)
+    }
+
+    /// Any architecture: `configJSON` is its config encoded by `encodeConfig`.
+    public static func write(architecture: String, configJSON: String, weights: [(name: String, tensor: Tensor)],
                              preprocessing: Preprocessing, labels: [String], source: String, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let metadata: [String: String] = [
             formatKey: "1",
-            architectureKey: videoSwinArchitecture,
-            configKey: String(decoding: try encoder.encode(config), as: UTF8.self),
+            architectureKey: architecture,
+            configKey: configJSON,
             preprocessingKey: String(decoding: try encoder.encode(preprocessing), as: UTF8.self),
             labelsKey: String(decoding: try encoder.encode(labels), as: UTF8.self),
             sourceKey: source,
@@ -91,8 +139,18 @@ public enum ModelFile {
             try validate(config, path: path)
             return TubeletModel(network: .videoSwin(try VideoSwin(config: config, weights: weights)),
                                 labels: labels, preprocessing: preprocessing, path: path)
+        case timesformerArchitecture:
+            let config = try decode(TimeSformerConfig.self, configKey)
+            try HFImport.validate(config, path: path)
+            return TubeletModel(network: .timesformer(try TimeSformer(config: config, weights: weights)),
+                                labels: labels, preprocessing: preprocessing, path: path)
+        case vivitArchitecture:
+            let config = try decode(ViViTConfig.self, configKey)
+            try HFImport.validate(config, path: path)
+            return TubeletModel(network: .vivit(try ViViT(config: config, weights: weights)),
+                                labels: labels, preprocessing: preprocessing, path: path)
         default:
-            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture))")
+            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture), \(timesformerArchitecture), \(vivitArchitecture))")
         }
     }
 

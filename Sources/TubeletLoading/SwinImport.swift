@@ -31,12 +31,20 @@ public enum SwinImport {
         public var streaming = false
         public var labels: [String]? = nil
         public var preprocessing: Preprocessing? = nil
+        /// The architecture the training script declared (`patch`, `embed_dim`, `depths`,
+        /// `num_heads`, `window`, `num_classes`, `patch_norm`): checked against what the shapes say.
+        /// Values are kept as their descriptions ("[2, 4, 4]", "true") for the comparison.
+        public var declaredConfig: [String: String]? = nil
 
         init(_ value: PickleValue, path: String) throws {
             func fail(_ message: String) -> LoadError { LoadError(file: path, offset: nil, message: "checkpoint entry 'tubelet': \(message)") }
             guard let object = value.jsonObject as? [String: Any] else { throw fail("expected a dict of plain values") }
-            for key in object.keys where !["streaming", "labels", "preprocessing"].contains(key) {
-                throw fail("unknown key '\(key)' (expected streaming, labels, preprocessing)")
+            for key in object.keys where !["streaming", "labels", "preprocessing", "config"].contains(key) {
+                throw fail("unknown key '\(key)' (expected streaming, labels, preprocessing, config)")
+            }
+            if let config = object["config"] {
+                guard let fields = config as? [String: Any] else { throw fail("'config' must be a dict") }
+                declaredConfig = fields.mapValues { "\($0)" }
             }
             if let streaming = object["streaming"] {
                 guard let flag = streaming as? Bool else { throw fail("'streaming' must be a bool") }
@@ -133,6 +141,17 @@ public enum SwinImport {
             depths: depths, numHeads: heads, windowSize: window, mlpRatio: fc1.shape[0] / embedDim,
             patchNorm: byName["patch_embed.norm.weight"] != nil, numClasses: head.shape[0],
             streaming: extras?.streaming ?? false)
+        if let declared = extras?.declaredConfig {
+            let inferred: [String: Any] = ["patch": config.patchSize, "embed_dim": config.embedDim, "depths": config.depths,
+                                           "num_heads": config.numHeads, "window": config.windowSize,
+                                           "num_classes": config.numClasses, "patch_norm": config.patchNorm]
+            for (key, value) in inferred {
+                guard let stated = declared[key] else { continue }
+                if stated != "\(value)" {
+                    throw fail("checkpoint entry 'tubelet' declares \(key) = \(stated), but the tensors say \(value)")
+                }
+            }
+        }
         if let labels = extras?.labels, labels.count != config.numClasses {
             throw fail("checkpoint entry 'tubelet' has \(labels.count) labels for \(config.numClasses) classes")
         }

@@ -24,6 +24,7 @@ public final class SwinStream {
     private var pooled: [(time: Int, feature: [Float])] = []
     /// Per stage: spatial geometry fixed by the first push (frames keep their size).
     private var stageLayouts: [StreamStageLayout] = []
+    /// The token grid (H', W') of the first push.
     private var frameSize: (height: Int, width: Int)?
 
     public init(model: VideoSwin, startTokenTime: Int = 0, keptSlices: Int = 64) {
@@ -49,14 +50,22 @@ public final class SwinStream {
         precondition(frames.rank == 4 && frames.shape[0] == config.inChannels, "frames must be [\(config.inChannels), T, H, W], got \(frames.shape)")
         precondition(frames.shape[1] > 0 && frames.shape[1] % config.patchSize[0] == 0,
                      "a push must hold a whole number of \(config.patchSize[0])-frame tubelets, got \(frames.shape[1]) frames")
+        let (x, grid) = model.embedPatches(frames)
+        push(tokens: x, grid: grid, observe: observe)
+        lastPushFlops += 2 * Double(x.count) * Double(model.patchEmbed.inFeatures)
+    }
+
+    /// Patch-embedded token slices x: [k, H', W', embedDim] (consumed: updated in place).
+    public func push(tokens x: Tensor, grid: [Int], observe: ((Tensor) -> Void)? = nil) {
+        precondition(x.rank == 4 && Array(x.shape.prefix(3)) == grid && x.shape[3] == model.config.embedDim,
+                     "tokens must be [slices, H', W', \(model.config.embedDim)] matching grid \(grid), got \(x.shape)")
         if let size = frameSize {
-            precondition(size == (frames.shape[2], frames.shape[3]), "frame size changed mid-stream: \(size) to \(frames.shape[2...])")
+            precondition(size == (grid[1], grid[2]), "token grid changed mid-stream: \(size) to \(grid[1...])")
         } else {
-            frameSize = (frames.shape[2], frames.shape[3])
+            frameSize = (grid[1], grid[2])
         }
         var flops = 0.0
-        var (x, grid) = model.embedPatches(frames)
-        flops += 2 * Double(x.count) * Double(model.patchEmbed.inFeatures)
+        var (x, grid) = (x, grid)
         let newSlices = grid[0], firstTime = nextTokenTime
         if stageLayouts.isEmpty { stageLayouts = makeStageLayouts(firstGrid: grid) }
 
@@ -234,10 +243,43 @@ public final class SwinStream {
         geluExact(hidden.data, count: hidden.count)
         block.fc2(hidden.data, rows: tokens, into: x.data, accumulate: true)
 
-        let rows = Double(slices * windowed)
-        return 2 * rows * Double(c) * Double(4 * c)                     // qkv + proj
-            + 2 * 2 * Double(keyCounts * partition.windowCount * n * n) * Double(c)  // q·kᵀ and attn·v
-            + 2 * Double(tokens) * Double(c) * Double(block.fc1.outFeatures) * 2     // fc1 + fc2
+        return SwinStream.blockFlops(block, partition: partition, slices: slices, keySlices: keyCounts)
+    }
+
+    /// Multiply-adds ×2 of one block on `slices` new slices whose queries see `keySlices` key slices in all.
+    static func blockFlops(_ block: SwinBlock, partition: WindowPartition, slices: Int, keySlices: Int) -> Double {
+        let c = Double(block.channels), n = Double(partition.tokensPerWindow)
+        let windowedRows = Double(slices * partition.windowCount * partition.tokensPerWindow)
+        let tokens = Double(slices * partition.gridHeight * partition.gridWidth)
+        return 2 * windowedRows * c * 4 * c                                       // qkv + proj
+            + 2 * 2 * Double(keySlices * partition.windowCount) * n * n * c       // q·kᵀ and attn·v
+            + 2 * tokens * c * Double(block.fc1.outFeatures) * 2                  // fc1 + fc2
+    }
+
+    /// Multiply-adds ×2 of a clip of `frames` frames from scratch (a stream starting at time 0).
+    public static func clipFlops(model: VideoSwin, frames: Int, height: Int, width: Int) -> Double {
+        let grid = model.tokenGrid(frames: frames, height: height, width: width)
+        let slices = grid[0], windowTemporal = model.config.windowSize[0]
+        var total = 2 * Double(grid.reduce(1, *)) * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        var (h, w) = (grid[1], grid[2])
+        for stage in 0..<model.stages.count {
+            for block in model.stages[stage] {
+                let shift = block.shifted ? windowTemporal / 2 : 0
+                var keySlices = 0
+                for time in 0..<slices {
+                    let start = Int((Double(time - shift) / Double(windowTemporal)).rounded(.down)) * windowTemporal + shift
+                    keySlices += time - max(start, 0) + 1
+                }
+                let layout = SpatialLayout(block: block, height: h, width: w)
+                total += blockFlops(block, partition: layout.partition, slices: slices, keySlices: keySlices)
+            }
+            if stage < model.merges.count {
+                let c = Double(model.config.channels(stage: stage))
+                (h, w) = ((h + 1) / 2, (w + 1) / 2)
+                total += 2 * Double(slices * h * w) * 4 * c * 2 * c
+            }
+        }
+        return total + 2 * Double(model.head.inFeatures * model.head.outFeatures)
     }
 }
 

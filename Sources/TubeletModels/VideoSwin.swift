@@ -209,23 +209,31 @@ public struct SwinBlock: Sendable {
         return bias
     }
 
-    /// x: [T, H, W, C] tokens of one clip, updated in place.
-    func callAsFunction(_ x: Tensor, grid: [Int], layout: WindowLayout, scratch: BlockScratch) {
-        let tokens = grid.reduce(1, *)
+    /// x: `clips` clips of [T, H, W, C] tokens (`grid` is one clip's), updated in place. Linear
+    /// layers run over every clip's tokens at once; windows are cut per clip.
+    func callAsFunction(_ x: Tensor, grid: [Int], clips: Int = 1, layout: WindowLayout, scratch: BlockScratch) {
+        let perClip = grid.reduce(1, *), tokens = clips * perClip
         let c = channels
         precondition(x.count == tokens * c)
         let partition = layout.partition
-        let windowed = partition.windowCount * partition.tokensPerWindow
+        let windowedPerClip = partition.windowCount * partition.tokensPerWindow
+        let windowed = clips * windowedPerClip
 
         // Attention branch: norm1, pad + roll + partition, qkv, windowed attention, proj, reverse + residual.
         norm1(x.data, rows: tokens, into: scratch.normed.data)
-        partition.partition(scratch.normed.data, channels: c, into: scratch.windows.data)
+        for clip in 0..<clips {
+            partition.partition(scratch.normed.data + clip * perClip * c, channels: c,
+                                into: scratch.windows.data + clip * windowedPerClip * c)
+        }
         qkv(scratch.windows.data, rows: windowed, into: scratch.qkv.data)
         let bias = relativePositionBias(tokens: partition.tokensPerWindow)
-        windowAttention(qkv: scratch.qkv.data, partition: partition, bias: bias.data,
+        windowAttention(qkv: scratch.qkv.data, partition: partition, clips: clips, bias: bias.data,
                         mask: layout.mask, into: scratch.attention.data)
         proj(scratch.attention.data, rows: windowed, into: scratch.windows.data)
-        partition.reverseAdd(scratch.windows.data, channels: c, into: x.data)
+        for clip in 0..<clips {
+            partition.reverseAdd(scratch.windows.data + clip * windowedPerClip * c, channels: c,
+                                 into: x.data + clip * perClip * c)
+        }
 
         // MLP branch: norm2, fc1, exact GELU, fc2 accumulated straight into the residual.
         norm2(x.data, rows: tokens, into: scratch.normed.data)
@@ -240,12 +248,12 @@ public struct SwinBlock: Sendable {
     /// Fused to touch each N×N score tile three times: it starts as bias (+ mask) and the GEMM
     /// accumulates scale·q·kᵀ onto it (beta = 1); one pass takes the row maximum, one writes
     /// exp(x - max) and sums it; the softmax's division is applied to the N×headDim output rows.
-    func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, bias: UnsafePointer<Float>,
+    func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int = 1, bias: UnsafePointer<Float>,
                          mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
         let n = partition.tokensPerWindow
         let c = channels, headDim = c / heads
         let scale = 1 / Float(headDim).squareRoot()
-        let pairs = partition.windowCount * heads
+        let pairs = clips * partition.windowCount * heads
         Parallel.forRanges(pairs) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
             let rowSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
@@ -254,7 +262,7 @@ public struct SwinBlock: Sendable {
                 let window = pair / heads, head = pair % heads
                 let q = qkv + window * n * 3 * c + head * headDim
                 scores.update(from: bias + head * n * n, count: n * n)
-                mask?.apply(window: window, to: scores)
+                mask?.apply(window: window % partition.windowCount, to: scores)
                 sgemm(transposeA: false, transposeB: true, m: n, n: n, k: headDim, alpha: scale,
                       a: q, lda: 3 * c, b: q + c, ldb: 3 * c, beta: 1, c: scores, ldc: n)
                 for i in 0..<n { rowSums[i] = exponentiateRow(scores + i * n, count: n) }
@@ -495,44 +503,77 @@ public struct VideoSwin: Sendable {
         return (x, grid)
     }
 
-    /// Runs the blocks of one stage in place on x: [T, H, W, C].
-    public func runStage(_ stage: Int, _ x: Tensor, grid: [Int]) {
+    /// Runs the blocks of one stage in place on x: `clips` clips of [T, H, W, C] (`grid` is one clip's).
+    public func runStage(_ stage: Int, _ x: Tensor, grid: [Int], clips: Int = 1) {
         let blocks = stages[stage]
         guard let first = blocks.first else { return }
-        let tokens = grid.reduce(1, *)
+        let tokens = clips * grid.reduce(1, *)
         // Even and odd blocks share geometry; build each layout once per stage.
         var layouts: [Bool: WindowLayout] = [:]
         for block in blocks where layouts[block.shifted] == nil {
             layouts[block.shifted] = WindowLayout(block: block, grid: grid)
         }
-        let windowed = layouts.values.map { $0.partition.windowCount * $0.partition.tokensPerWindow }.max()!
+        let windowed = clips * layouts.values.map { $0.partition.windowCount * $0.partition.tokensPerWindow }.max()!
         let scratch = BlockScratch(tokens: tokens, windowedTokens: windowed, channels: first.channels,
                                    mlpRatio: config.mlpRatio)
         for block in blocks {
-            block(x, grid: grid, layout: layouts[block.shifted]!, scratch: scratch)
+            block(x, grid: grid, clips: clips, layout: layouts[block.shifted]!, scratch: scratch)
         }
     }
 
     /// clip: [C, T, H, W] → logits [numClasses]. `observe` sees named intermediate activations
     /// (`patch_embed`, `stage0`…, `merge0`…, `final_norm`), each [T, H, W, C].
     public func callAsFunction(_ clip: Tensor, observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
-        if config.streaming {
-            // A clip from scratch: its frames as a stream of their own, pooled over all its slices.
-            let stream = SwinStream(model: self, keptSlices: max(1, clip.shape[1] / config.patchSize[0]))
-            stream.push(clip) { observe?("final_norm", $0) }
-            return stream.clipLogits(clipTokens: stream.availableSlices)
-        }
-        var (x, grid) = embedPatches(clip)
+        let (x, grid) = embedPatches(clip)
+        return forward(tokens: x, grid: grid, observe: observe)
+    }
+
+    /// Patch-embedded tokens x: [T', H', W', embedDim] (consumed: updated in place) → logits.
+    /// A streaming-native model runs them as a stream of its own starting at `startTokenTime`.
+    public func forward(tokens x: Tensor, grid: [Int], startTokenTime: Int = 0,
+                        observe: ((String, Tensor) -> Void)? = nil) -> Tensor {
         observe?("patch_embed", x)
+        if config.streaming {
+            let stream = SwinStream(model: self, startTokenTime: startTokenTime, keptSlices: grid[0])
+            stream.push(tokens: x, grid: grid) { observe?("final_norm", $0) }
+            return stream.clipLogits(clipTokens: grid[0])
+        }
+        return runClips(x, grid: grid, clips: 1, observe: observe)[0]
+    }
+
+    /// Several clips of one geometry in one pass: tokens [T', H', W', embedDim] each, consumed.
+    /// Every linear layer runs once over all clips' tokens; logits equal separate passes up to GEMM
+    /// tile-shape rounding. Clip-trained models only (a streaming-native model runs one stream each).
+    public func forward(batch: [Tensor], grid: [Int]) -> [Tensor] {
+        precondition(!config.streaming, "batching is for clip-trained models; streams run one at a time")
+        precondition(!batch.isEmpty && batch.allSatisfy { $0.shape == grid + [config.embedDim] },
+                     "every clip must be \(grid + [config.embedDim])")
+        if batch.count == 1 { return [forward(tokens: batch[0], grid: grid)] }
+        let perClip = batch[0].count
+        let x = Tensor(uninitialized: [batch.count * grid[0], grid[1], grid[2], config.embedDim])
+        for (i, clip) in batch.enumerated() { (x.data + i * perClip).update(from: clip.data, count: perClip) }
+        return runClips(x, grid: grid, clips: batch.count, observe: nil)
+    }
+
+    /// Stages and head on `clips` clips stacked along time in x (`grid` is one clip's).
+    func runClips(_ x: Tensor, grid: [Int], clips: Int, observe: ((String, Tensor) -> Void)?) -> [Tensor] {
+        var (x, grid) = (x, grid)
         for stage in 0..<stages.count {
-            runStage(stage, x, grid: grid)
+            runStage(stage, x, grid: grid, clips: clips)
             observe?("stage\(stage)", x)
             if stage < merges.count {
-                (x, grid) = merges[stage](x, grid: grid, channels: config.channels(stage: stage))
+                // Merging is spatial, so the clips stay stacked along time.
+                let (merged, mergedGrid) = merges[stage](x, grid: [clips * grid[0], grid[1], grid[2]],
+                                                         channels: config.channels(stage: stage))
+                (x, grid) = (merged, [grid[0], mergedGrid[1], mergedGrid[2]])
                 observe?("merge\(stage)", x)
             }
         }
-        return classify(x, grid: grid, observe: observe)
+        let perClip = x.count / clips
+        return (0..<clips).map { clip in
+            let tokens = Tensor(borrowing: x.data + clip * perClip, shape: grid + [x.shape.last!], owner: x)
+            return classify(tokens, grid: grid, observe: observe)
+        }
     }
 
     /// Final LayerNorm, mean over all tokens, linear head. x: [T, H, W, C] → [numClasses].
@@ -582,5 +623,23 @@ public struct VideoSwin: Sendable {
         }
         total += 2 * Double(head.inFeatures * head.outFeatures)
         return total
+    }
+}
+
+/// Seeded random weights of a plausible scale, for benchmarks and tests of topologies without a
+/// checkpoint: LayerNorm weights 1 ± 0.2, relative position bias tables U(±1) (so that they matter),
+/// matrices U(±1.7/√fan_in), biases U(±0.1).
+public func randomWeights(seed: UInt64) -> WeightProvider {
+    var generator = SplitMix64(seed: seed)
+    return { name, shape in
+        let t = Tensor(uninitialized: shape)
+        let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
+        // value = offset + scale · U(±1), decided once per tensor.
+        let (offset, scale): (Float, Float)
+        if name.contains("norm") && name.hasSuffix("weight") { (offset, scale) = (1, 0.2) }
+        else if name.contains("relative_position_bias_table") { (offset, scale) = (0, 1) }
+        else { (offset, scale) = (0, shape.count > 1 ? 1.7 / Float(fanIn).squareRoot() : 0.1) }
+        for i in 0..<t.count { t[i] = offset + scale * Float.random(in: -1...1, using: &generator) }
+        return t
     }
 }

@@ -28,6 +28,8 @@ final class MediaDecoder {
     private let timeBase: AVRational
     /// Frames per second the container declares, if any.
     let nominalFrameRate: Double?
+    /// Frames the container says the video stream has (files), else nil.
+    let statedFrameCount: Int?
     let codecName: String
     private var draining = false
     private var lastFrameMonotonic: Double
@@ -54,6 +56,7 @@ final class MediaDecoder {
         streamIndex = stream.streamIndex
         timeBase = stream.timeBase
         nominalFrameRate = stream.nominalFrameRate
+        statedFrameCount = stream.statedFrameCount
         codecName = stream.codecName
         lastFrameMonotonic = CaptureClock.monotonicSeconds()
     }
@@ -200,6 +203,8 @@ private struct OpenedStream {
     var streamIndex: Int32 = -1
     var timeBase = AVRational(num: 1, den: 1)
     var nominalFrameRate: Double?
+    /// Frames in the video stream as the container states it (files), else nil.
+    var statedFrameCount: Int?
     var codecName = ""
 
     init(url: String, sourceName: String, options: DemuxOptions, interrupt: IOInterrupt) throws {
@@ -244,6 +249,11 @@ private struct OpenedStream {
         timeBase = stream.pointee.time_base
         let rate = stream.pointee.avg_frame_rate.num > 0 ? stream.pointee.avg_frame_rate : stream.pointee.r_frame_rate
         nominalFrameRate = rate.num > 0 && rate.den > 0 ? Double(rate.num) / Double(rate.den) : nil
+        if stream.pointee.nb_frames > 0 {
+            statedFrameCount = Int(stream.pointee.nb_frames)
+        } else if context.pointee.duration > 0, let fps = nominalFrameRate {
+            statedFrameCount = Int(Double(context.pointee.duration) / Double(AV_TIME_BASE) * fps)
+        }
 
         guard let codec = avcodec_alloc_context3(decoder) else { fatalError("FFmpeg: out of memory") }
         codecContext = codec

@@ -1,75 +1,146 @@
 import ArgumentParser
 import Foundation
 import TubeletKernels
+import TubeletLoading
 import TubeletModels
+import TubeletStreaming
 
-/// Times a full-clip forward pass of a Video Swin topology (random weights unless --model is given).
+/// Times a full-clip forward pass of a Video Swin, TimeSformer or ViViT topology (random weights),
+/// or of a Video Swin model file.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Seconds per clip and GFLOP/s for a Video Swin topology.")
+        abstract: "Seconds per clip and GFLOP/s for a model file or a topology with random weights.")
 
-    @Option(help: "Topology with random weights: swin3d_t, swin3d_s or swin3d_b.") var topology = "swin3d_t"
+    @Option(help: "A Tubelet model file to time (default: --topology with random weights).") var model: String?
+    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16) or vivit_b (Model 1, tubelet 2x16x16); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
     @Option(help: "Frames per clip.") var frames = 16
     @Option(help: "Height and width of the clip.") var size = 224
     @Option(name: .customLong("repeat"), help: "Timed runs after one warm-up; the best is reported.") var repeats = 3
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Streaming-native form of the topology: time kv reuse per label beside a clip from scratch.") var streaming = false
+    @Option(help: "With --streaming: sampled frames between labels.") var hop = 8
+    @Option(help: "With --streaming: labels timed in kv mode.") var labels = 8
 
     func run() throws {
-        let config: VideoSwinConfig
-        switch topology {
-        case "swin3d_t": config = .swin3dT()
-        case "swin3d_s": config = .swin3dS()
-        case "swin3d_b": config = .swin3dB()
-        default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s or swin3d_b)")
+        let model: VideoSwin
+        let name: String
+        if let path = self.model {
+            let loaded: TubeletModel
+            do { loaded = try ModelFile.load(path: path) } catch { fail("\(error)") }
+            guard case .videoSwin(let swin) = loaded.network else { fail("\(path): bench times Video Swin models") }
+            guard swin.config.streaming == streaming else {
+                fail("\(path) is \(swin.config.streaming ? "" : "not ")streaming-native: \(streaming ? "drop" : "add") --streaming")
+            }
+            (model, name) = (swin, URL(fileURLWithPath: path).lastPathComponent)
+        } else {
+            var config: VideoSwinConfig
+            switch topology {
+            case "swin3d_t": config = .swin3dT()
+            case "swin3d_s": config = .swin3dS()
+            case "swin3d_b": config = .swin3dB()
+            case "timesformer_b", "vivit_b": return try benchViT()
+            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b or vivit_b)")
+            }
+            config.streaming = streaming
+            (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
         }
-        var generator = SplitMix64(seed: 0)
-        let model = try VideoSwin(config: config) { name, shape in
-            randomWeight(name: name, shape: shape, using: &generator)
-        }
+        var generator = SplitMix64(seed: 1)
         let clip = Tensor(uninitialized: [3, frames, size, size])
         for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
 
+        if streaming { return benchStreaming(model, name: name, clip: clip) }
+        time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
+    }
+
+    /// Best of `repeats` forward passes after a warm-up, printed as text or JSON.
+    func time(_ name: String, clip: Tensor, gflop: Double, _ forward: (Tensor) -> Tensor) {
         var runs: [Double] = []
         for run in 0...repeats {
             let start = DispatchTime.now().uptimeNanoseconds
-            let logits = model(clip)
+            let logits = forward(clip)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             precondition(logits.array.allSatisfy { $0.isFinite }, "non-finite logits")
             if run > 0 { runs.append(seconds) }  // run 0 is the warm-up
         }
         let best = runs.min()!
-        let gflop = model.flops(frames: frames, height: size, width: size) / 1e9
         if json {
-            printJSON(["topology": topology, "frames": frames, "size": size, "threads": Parallel.threadCount,
+            printJSON(["topology": name, "frames": frames, "size": size, "threads": Parallel.threadCount,
                        "seconds_best": best, "runs": runs, "gflop": gflop, "gflops": gflop / best])
         } else {
             print(String(format: "%@ 3x%dx%dx%d: best %.3f s per clip over %d runs (%.1f GFLOP, %.1f GFLOP/s, %d threads)",
-                         topology, frames, size, size, best, runs.count, gflop, gflop / best, Parallel.threadCount))
+                         name, frames, size, size, best, runs.count, gflop, gflop / best, Parallel.threadCount))
         }
     }
 }
 
-/// Weights of a plausible scale: LayerNorm weight ≈ 1, biases small, matrices ~ U(±1/√fan_in).
-func randomWeight(name: String, shape: [Int], using generator: inout SplitMix64) -> Tensor {
-    let t = Tensor(uninitialized: shape)
-    let isNorm = name.contains("norm")
-    let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
-    let scale = shape.count > 1 ? 1 / Float(fanIn).squareRoot() : 0.02
-    for i in 0..<t.count {
-        let r = Float.random(in: -1...1, using: &generator)
-        t[i] = isNorm && name.hasSuffix("weight") ? 1 + 0.1 * r : r * scale
+extension Bench {
+    /// TimeSformer-B (divided space-time) or ViViT-B Model 1 with random weights, full clips.
+    func benchViT() throws {
+        if streaming { fail("--streaming is for Video Swin topologies") }
+        var generator = SplitMix64(seed: 1)
+        let clip = Tensor(uninitialized: [3, frames, size, size])
+        for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
+        if topology == "timesformer_b" {
+            var config = TimeSformerConfig.base()
+            config.imageSize = size
+            config.numFrames = frames
+            let model = try TimeSformer(config: config, weights: randomWeights(seed: 0))
+            time(topology, clip: clip, gflop: model.flops(frames: frames) / 1e9) { model($0) }
+        } else {
+            var config = ViViTConfig.base()
+            config.imageSize = size
+            config.numFrames = frames
+            let model = try ViViT(config: config, weights: randomWeights(seed: 0))
+            time(topology, clip: clip, gflop: model.flops() / 1e9) { model($0) }
+        }
     }
-    return t
 }
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+extension Bench {
+    /// Per-label cost of kv reuse against a clip from scratch (`none`), on one stream of random frames.
+    func benchStreaming(_ model: VideoSwin, name: String, clip: Tensor) {
+        let tubelet = model.config.patchSize[0]
+        guard frames % tubelet == 0, hop % tubelet == 0, hop > 0 else { fail("--frames and --hop must be multiples of \(tubelet)") }
+        let clipSlices = frames / tubelet
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+        // none: a clip from scratch, best of `repeats` after a warm-up.
+        var scratchRuns: [Double] = []
+        var scratchFlops = 0.0
+        for run in 0...repeats {
+            let start = now()
+            let stream = SwinStream(model: model, keptSlices: clipSlices)
+            stream.push(clip)
+            _ = stream.clipLogits(clipTokens: clipSlices)
+            if run > 0 { scratchRuns.append(now() - start) }
+            scratchFlops = stream.lastPushFlops
+        }
+        // kv: fill one clip, then time each hop (push the new frames + the label).
+        let stream = SwinStream(model: model, keptSlices: clipSlices)
+        stream.push(clip)
+        var labelRuns: [Double] = []
+        var labelFlops = 0.0
+        for label in 0..<labels {
+            let newFrames = Tensor(uninitialized: [3, hop, size, size])
+            for i in 0..<newFrames.count { newFrames[i] = clip[(i * 7 + label) % clip.count] }
+            let start = now()
+            stream.push(newFrames)
+            _ = stream.clipLogits(clipTokens: clipSlices)
+            labelRuns.append(now() - start)
+            labelFlops = stream.lastPushFlops
+        }
+        let scratch = scratchRuns.min()!
+        let sortedLabels = labelRuns.sorted()
+        let medianLabel = sortedLabels[sortedLabels.count / 2]
+        if json {
+            printJSON(["topology": name, "streaming": true, "frames": frames, "size": size, "hop": hop,
+                       "threads": Parallel.threadCount, "none_seconds_best": scratch, "none_gflop": scratchFlops / 1e9,
+                       "kv_seconds_median": medianLabel, "kv_seconds_runs": labelRuns, "kv_gflop": labelFlops / 1e9,
+                       "kv_over_none_wall": medianLabel / scratch, "kv_over_none_gflop": labelFlops / scratchFlops])
+        } else {
+            print(String(format: "%@ streaming-native 3x%dx%dx%d, hop %d: none %.3f s per label (%.1f GFLOP), kv %.3f s per label (median of %d, %.1f GFLOP): kv/none wall %.3f, GFLOP %.3f",
+                         name, frames, size, size, hop, scratch, scratchFlops / 1e9, medianLabel, labels,
+                         labelFlops / 1e9, medianLabel / scratch, labelFlops / scratchFlops))
+        }
     }
 }

@@ -7,17 +7,32 @@ struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a published checkpoint (.pth or .safetensors) into a Tubelet model file.")
 
-    @Argument(help: "torchvision swin3d_* state dict or official Video-Swin-Transformer checkpoint.") var source: String
+    @Argument(help: """
+        torchvision swin3d_* state dict, official Video-Swin-Transformer checkpoint, original \
+        facebookresearch TimeSformer .pyth/.pth, or a Hugging Face TimeSformer/ViViT directory \
+        (config.json + model.safetensors or pytorch_model.bin).
+        """) var source: String
     @Option(name: .shortAndLong, help: "Model file to write (.safetensors).") var output: String
     @Option(help: "Class names, one per line (e.g. Config/kinetics400_labels.txt).") var labels: String?
     @Option(help: "Frames per clip for the preprocessing recipe.") var frames: Int?
     @Option(help: "Frame stride for the preprocessing recipe.") var frameStride: Int?
+    @Option(help: "Attention heads of an original TimeSformer checkpoint (not in its tensors; default hidden/64).") var heads: Int?
 
     func run() throws {
+        if HFImport.isHFDirectory(source) {
+            runHF { try HFImport.importDirectory(path: source, progress: $0) }
+            return
+        }
         let progress = TerminalProgress(title: "reading \(URL(fileURLWithPath: source).lastPathComponent)")
         let imported: SwinImport.Imported
         do {
-            imported = try SwinImport.importCheckpoint(path: source, progress: progress.update)
+            let (tensors, extras) = try SwinImport.readTensors(path: source, progress: progress.update)
+            if HFImport.looksLikeOriginalTimeSformer(tensors.map(\.name)) {
+                progress.finish()
+                runHF { _ in try HFImport.convertOriginalTimeSformer(tensors, path: source, heads: heads) }
+                return
+            }
+            imported = try SwinImport.convert(tensors, extras: extras, path: source)
         } catch {
             progress.finish()
             fail("\(error)")
@@ -47,6 +62,39 @@ struct Import: ParsableCommand {
         let c = imported.config
         let parameters = imported.weights.reduce(0) { $0 + $1.tensor.count }
         print("imported \(imported.layout.rawValue) \(c.streaming ? "streaming-native " : "")Video Swin: embed \(c.embedDim), depths \(c.depths), heads \(c.numHeads), window \(c.windowSize), patch \(c.patchSize), \(c.numClasses) classes, \(parameters) parameters -> \(output)")
+    }
+}
+
+extension Import {
+    /// TimeSformer / ViViT: import, apply --labels/--frames/--frame-stride, write the model file.
+    func runHF(_ read: (((Int, Int) -> Void)?) throws -> HFImport.Imported) {
+        let progress = TerminalProgress(title: "reading \(URL(fileURLWithPath: source).lastPathComponent)")
+        let imported: HFImport.Imported
+        do { imported = try read(progress.update) } catch {
+            progress.finish()
+            fail("\(error)")
+        }
+        progress.finish()
+        var labelNames = imported.labels
+        if let labels {
+            guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else { fail("\(labels): cannot read the labels file") }
+            labelNames = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            while labelNames.last == "" { labelNames.removeLast() }
+            guard labelNames.count == imported.numClasses else {
+                fail("\(labels): \(labelNames.count) labels, but the checkpoint has \(imported.numClasses) classes")
+            }
+        }
+        var preprocessing = imported.preprocessing
+        if let frames { preprocessing.frames = frames }
+        if let frameStride { preprocessing.frameStride = frameStride }
+        do {
+            try ModelFile.write(architecture: imported.architecture, configJSON: imported.configJSON, weights: imported.weights,
+                                preprocessing: preprocessing, labels: labelNames,
+                                source: "\(imported.layout):\(URL(fileURLWithPath: source).lastPathComponent)", to: output)
+        } catch {
+            fail("\(error)")
+        }
+        print("imported \(imported.layout) \(imported.summary) -> \(output)")
     }
 }
 

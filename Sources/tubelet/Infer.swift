@@ -29,6 +29,7 @@ struct Infer: ParsableCommand {
         } else {
             input = decodeClip(video!, model: loaded, frames: frames, frameStride: frameStride)
         }
+        if let problem = loaded.inputProblem(input.shape) { fail("\(clip ?? video!): \(problem)") }
         let logits = loaded.logits(input)
         report(logits, model: loaded, top: top, json: json)
     }

@@ -148,4 +148,36 @@ final class CLITests: XCTestCase {
         let result = try tubelet(["infer", "--model", clip, "--clip", clip])
         assertOneLineError(result, naming: "clip.safetensors", saying: "tubelet import")
     }
+
+    /// `tubelet import DIR` + `tubelet infer --clip` for Hugging Face TimeSformer and ViViT directories
+    /// (and the original TimeSformer layout), against transformers' logits.
+    func testImportThenInferHFDirectoriesMatchTransformers() throws {
+        let root = Self.fixtures.deletingLastPathComponent()
+        let cases: [(source: String, clip: String, expected: String, extra: [String], says: String)] = [
+            ("timesformer/divided", "timesformer/divided/clip.safetensors", "timesformer/divided/expected.safetensors", [], "TimeSformer (divided_space_time)"),
+            ("timesformer/divided/original.pyth", "timesformer/divided/clip.safetensors", "timesformer/divided/expected.safetensors", ["--heads", "2"], "original"),
+            ("timesformer/joint", "timesformer/joint/clip.safetensors", "timesformer/joint/expected.safetensors", [], "joint_space_time"),
+            ("vivit/v5", "vivit/clip.safetensors", "vivit/expected.safetensors", [], "hf-v5 ViViT Model 1"),
+        ]
+        for item in cases {
+            let model = scratch.appendingPathComponent("model.safetensors").path
+            let imported = try tubelet(["import", root.appendingPathComponent(item.source).path, "-o", model] + item.extra)
+            XCTAssertEqual(imported.status, 0, imported.stderr)
+            XCTAssertTrue(imported.stdout.contains(item.says), imported.stdout)
+            let result = try tubelet(["infer", "--model", model, "--clip", root.appendingPathComponent(item.clip).path, "--json"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            let logits = try XCTUnwrap(json["logits"] as? [Double])
+            let expected = try SafeTensorsFile(path: root.appendingPathComponent(item.expected).path).tensor("logits")!.floats().array
+            XCTAssertEqual(logits.count, expected.count, item.source)
+            let scale = max(1, expected.map { abs(Double($0)) }.max()!)
+            for (a, b) in zip(logits, expected) { XCTAssertEqual(a, Double(b), accuracy: 1e-4 * scale, item.source) }
+        }
+        // A clip of the wrong frame size: one line, exit 2, no trap.
+        let model = scratch.appendingPathComponent("model.safetensors").path
+        XCTAssertEqual(try tubelet(["import", root.appendingPathComponent("vivit/v4").path, "-o", model]).status, 0)
+        let clip = scratch.appendingPathComponent("small.safetensors").path
+        try SafeTensorsWriter.write([.init(name: "clip", tensor: Tensor(zeros: [3, 4, 16, 16]))], metadata: [:], to: clip)
+        assertOneLineError(try tubelet(["infer", "--model", model, "--clip", clip]), naming: "small.safetensors", saying: "32x32")
+    }
 }

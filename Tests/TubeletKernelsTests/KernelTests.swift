@@ -4,7 +4,7 @@ import TubeletKernels
 
 /// Each kernel against a naive loop in Double.
 final class KernelTests: XCTestCase {
-    var generator = SeededGenerator(seed: 42)
+    var generator = SplitMix64(seed: 42)
 
     func randomTensor(_ shape: [Int], scale: Float = 1) -> Tensor {
         let t = Tensor(uninitialized: shape)
@@ -171,18 +171,5 @@ final class KernelTests: XCTestCase {
             let target = (((t - 1 + 3) % 3 * 4 + (h + 2) % 4) * 5 + (w - 3 + 5) % 5) * 2 + c
             XCTAssertEqual(y[target], x[((t * 4 + h) * 5 + w) * 2 + c])
         }}}}
-    }
-}
-
-/// SplitMix64: reproducible test inputs.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -10,22 +10,11 @@ final class StreamingSwinTests: XCTestCase {
                                         windowSize: [4, 4, 4], patchNorm: false, numClasses: 5, streaming: true)
 
     func randomModel(seed: UInt64) throws -> VideoSwin {
-        var generator = Generator(seed: seed)
-        return try VideoSwin(config: Self.config) { name, shape in
-            let t = Tensor(uninitialized: shape)
-            let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
-            for i in 0..<t.count {
-                let r = Float.random(in: -1...1, using: &generator)
-                if name.contains("norm") && name.hasSuffix("weight") { t[i] = 1 + 0.2 * r }
-                else if name.contains("relative_position_bias_table") { t[i] = r }
-                else { t[i] = shape.count > 1 ? r * 1.7 / Float(fanIn).squareRoot() : 0.1 * r }
-            }
-            return t
-        }
+        try VideoSwin(config: Self.config, weights: randomWeights(seed: seed))
     }
 
     func randomFrames(_ count: Int, height: Int, width: Int, seed: UInt64) -> Tensor {
-        var generator = Generator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         let frames = Tensor(uninitialized: [3, count, height, width])
         for i in 0..<frames.count { frames[i] = Float.random(in: -2...2, using: &generator) }
         return frames
@@ -114,17 +103,5 @@ final class StreamingSwinTests: XCTestCase {
         XCTAssertNotEqual(atZero.clipLogits(clipTokens: 8).array, atOne.clipLogits(clipTokens: 8).array)
         // Shifting by a whole period of both window grids (Wt = 4, shift 2) changes nothing.
         XCTAssertEqual(atZero.clipLogits(clipTokens: 8).array, atFour.clipLogits(clipTokens: 8).array)
-    }
-}
-
-struct Generator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

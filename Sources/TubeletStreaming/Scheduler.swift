@@ -1,0 +1,445 @@
+import Foundation
+import TubeletKernels
+import TubeletLoading
+import TubeletModels
+
+/// How much work consecutive, overlapping clips share (../shared/notes/streaming-reuse.md).
+public enum ReuseMode: String, Sendable, Codable, CaseIterable {
+    /// Every clip from scratch: preprocessing, patch embedding and the whole network.
+    case none
+    /// Reuse what is bit-for-bit the same: per-frame preprocessing and per-tubelet patch embeddings.
+    case exact
+    /// Streaming-native models only: cached key/value tiles, only new token slices computed.
+    case kv
+}
+
+/// The sliding window over sampled frames.
+public struct WindowSettings: Sendable, Equatable {
+    /// Sampled frames per clip.
+    public var clipFrames: Int
+    /// Keep every n-th decoded frame (applied by the source's sampling, recorded here for reports).
+    public var frameStride: Int
+    /// Sampled frames between two labels.
+    public var hop: Int
+    public var reuse: ReuseMode
+    /// Reserved for the approximate stale-token mode; must be nil in this build.
+    public var refresh: Int?
+    /// Reserved for the approximate stale-token mode; must be false in this build.
+    public var approximate: Bool
+
+    public init(clipFrames: Int, frameStride: Int = 1, hop: Int, reuse: ReuseMode = .none, refresh: Int? = nil, approximate: Bool = false) {
+        self.clipFrames = clipFrames
+        self.frameStride = frameStride
+        self.hop = hop
+        self.reuse = reuse
+        self.refresh = refresh
+        self.approximate = approximate
+    }
+}
+
+public struct SchedulerError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// One emitted label.
+public struct ClipResult: Sendable {
+    /// Timestamps (the source's clock) of the clip's first and last frame.
+    public var clipStart: Double
+    public var clipEnd: Double
+    public var logits: [Float]
+    public var probabilities: [Float]
+    public var top: [(index: Int, label: String, score: Float)]
+    /// Compute time spent for this label since the previous one.
+    public var wallSeconds: Double
+    /// GFLOP computed for this label, and what a clip from scratch costs.
+    public var gflopComputed: Double
+    public var gflopFullClip: Double
+    /// 0, 1, 2, … per scheduler.
+    public var sequence: UInt64
+}
+
+/// Turns sampled frames into one label every `hop` frames once a clip is full, reusing what
+/// overlapping clips share according to the reuse mode. Not thread-safe: one inference thread
+/// per scheduler; `push` blocks while it computes.
+public final class ClipScheduler {
+    public let model: TubeletModel
+    public let settings: WindowSettings
+    public let geometry: FrameGeometry
+    public let topK: Int
+    /// Sampled frames pushed since the start or the last `reset`.
+    public private(set) var framesPushed = 0
+    private var sequence: UInt64 = 0
+    private let backbone: Backbone
+    /// The Video Swin, for the Swin-only paths (kv streams, streaming-native models).
+    private let swin: VideoSwin?
+    private let tubeletFrames: Int
+
+    /// Raw RGB of the last `clipFrames` frames (for `none`, which redoes everything) with timestamps.
+    private var rawFrames: [[UInt8]] = []
+    private var timestamps: [Double] = []
+    /// `exact`: normalised frames of the tubelet being filled, and patch embeddings of the
+    /// clip's tubelets by tubelet index.
+    private var pendingFrames: [Tensor] = []
+    private var embeddings: [(tubelet: Int, tokens: Tensor)] = []
+    /// `kv`: the stream through a streaming-native model.
+    private var stream: SwinStream?
+    private var pendingSeconds = 0.0
+    private var pendingFlops = 0.0
+    private var fullClipGflop: Double?
+
+    public static func geometry(for model: TubeletModel) -> FrameGeometry {
+        let recipe = model.preprocessing
+        return .shortSideCenterCrop(shortSide: recipe.resizeShortSide, crop: recipe.cropSize)
+    }
+
+    public init(model: TubeletModel, settings: WindowSettings, topK: Int = 5) throws {
+        func fail(_ message: String) -> SchedulerError { SchedulerError(description: message) }
+        let backbone = Backbone(model.network)
+        let swin: VideoSwin? = if case .videoSwin(let swin) = model.network { swin } else { nil }
+        let streaming = swin?.config.streaming ?? false
+        let tubelet = backbone.tubeletFrames
+        guard settings.clipFrames > 0, settings.hop > 0, settings.frameStride > 0 else {
+            throw fail("clip frames, hop and frame stride must be positive")
+        }
+        guard !settings.approximate, settings.refresh == nil else {
+            throw fail("the approximate stale-token mode (--approximate, --refresh) is not available in this build; use exact reuse or a streaming-native model with kv")
+        }
+        if settings.reuse != .none {
+            guard settings.clipFrames % tubelet == 0, settings.hop % tubelet == 0 else {
+                throw fail("\(settings.reuse.rawValue) reuse needs clip frames (\(settings.clipFrames)) and hop (\(settings.hop)) to be multiples of the model's \(tubelet)-frame tubelet")
+            }
+        }
+        if swin == nil {
+            let geometry = ClipScheduler.geometry(for: model)
+            if let problem = model.inputProblem([3, settings.clipFrames, geometry.height, geometry.width]) {
+                throw fail("\(model.path): \(problem)")
+            }
+            if settings.reuse == .kv {
+                throw fail("\(model.path) is a \(model.architecture) model: kv reuse is for streaming-native Video Swin models; use --reuse exact")
+            }
+        }
+        if settings.reuse == .kv && !streaming {
+            throw fail("\(model.path) is a clip-trained model: kv reuse is exact only for streaming-native models (docs/streaming-native-swin.md); use --reuse exact")
+        }
+        if streaming && settings.clipFrames % tubelet != 0 {
+            throw fail("a streaming-native model needs clip frames (\(settings.clipFrames)) to be a multiple of its \(tubelet)-frame tubelet")
+        }
+        self.model = model
+        self.settings = settings
+        self.geometry = ClipScheduler.geometry(for: model)
+        self.topK = max(1, min(topK, model.numClasses))
+        self.backbone = backbone
+        self.swin = swin
+        self.tubeletFrames = tubelet
+    }
+
+    /// Forgets every frame, embedding and tile: the next clip starts from scratch (after a reconnect).
+    public func reset() {
+        framesPushed = 0
+        rawFrames.removeAll()
+        timestamps.removeAll()
+        pendingFrames.removeAll()
+        embeddings.removeAll()
+        stream = nil
+        pendingSeconds = 0
+        pendingFlops = 0
+    }
+
+    public func push(frame: FrameView) -> ClipResult? {
+        frame.rgb.withMemoryRebound(to: UInt8.self) { push(rgb: $0, timestamp: frame.info.timestamp) }
+    }
+
+    public func push(frame: Frame) -> ClipResult? {
+        frame.rgb.withUnsafeBufferPointer { push(rgb: $0, timestamp: frame.timestamp) }
+    }
+
+    /// rgb: one sampled frame [height, width, 3] at `geometry`.
+    public func push(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> ClipResult? {
+        ingest(rgb: rgb, timestamp: timestamp) ? ClipScheduler.evaluate([prepareClip()])[0] : nil
+    }
+
+    /// Takes one frame; true when a clip is due.
+    private func ingest(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> Bool {
+        precondition(rgb.count == geometry.byteCount, "frame has \(rgb.count) bytes, expected \(geometry.byteCount) for \(geometry)")
+        let started = DispatchTime.now().uptimeNanoseconds
+        let index = framesPushed
+        framesPushed += 1
+        rawFrames.append(Array(rgb))
+        timestamps.append(timestamp)
+        if rawFrames.count > settings.clipFrames {
+            rawFrames.removeFirst()
+            timestamps.removeFirst()
+        }
+        if settings.reuse != .none {
+            // Per-frame preprocessing once; per-tubelet work as soon as a tubelet is complete.
+            let normalised = Tensor(uninitialized: [3, 1, geometry.height, geometry.width])
+            model.preprocessing.normalise(frame: rgb, into: normalised, at: 0)
+            pendingFrames.append(normalised)
+            if pendingFrames.count == tubeletFrames {
+                completeTubelet(index: index / tubeletFrames)
+                pendingFrames.removeAll()
+            }
+        }
+        pendingSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        return framesPushed >= settings.clipFrames && (framesPushed - settings.clipFrames) % settings.hop == 0
+    }
+
+    private func completeTubelet(index tubelet: Int) {
+        let frames = concatenateFrames(pendingFrames)
+        switch settings.reuse {
+        case .exact:
+            let tokens = backbone.embed(frames)
+            pendingFlops += backbone.embedFlops(tokens)
+            embeddings.append((tubelet, tokens))
+            let clipTubelets = settings.clipFrames / tubeletFrames
+            if embeddings.count > clipTubelets { embeddings.removeFirst(embeddings.count - clipTubelets) }
+        case .kv:
+            if stream == nil {
+                stream = SwinStream(model: swin!, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
+            }
+            stream!.push(frames)
+            pendingFlops += stream!.lastPushFlops
+        case .none:
+            break
+        }
+    }
+
+    /// The due clip, ready for the network: its tokens, or (streaming-native models) its logits.
+    private func prepareClip() -> DueClip {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let clipTubelets = settings.clipFrames / tubeletFrames
+        let firstFrame = framesPushed - settings.clipFrames
+        var due = DueClip(scheduler: self, clipStart: timestamps.first!, clipEnd: timestamps.last!)
+        switch settings.reuse {
+        case .none:
+            // Everything from the clip's raw frames, embedding per tubelet as exact does (same GEMM
+            // shapes, so exact can be compared bit for bit).
+            let clip = Tensor(uninitialized: [3, settings.clipFrames, geometry.height, geometry.width])
+            for (t, frame) in rawFrames.enumerated() {
+                frame.withUnsafeBufferPointer { model.preprocessing.normalise(frame: $0, into: clip, at: t) }
+            }
+            var tokenSlices: [Tensor] = []
+            var start = 0
+            while start < settings.clipFrames {
+                let count = min(tubeletFrames, settings.clipFrames - start)
+                let tokens = backbone.embed(sliceFrames(clip, start..<(start + count)))
+                pendingFlops += backbone.embedFlops(tokens)
+                tokenSlices.append(tokens)
+                start += count
+            }
+            due.tokens = stackSlices(tokenSlices)
+        case .exact:
+            precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstFrame / tubeletFrames)
+            due.tokens = stackSlices(embeddings.map(\.tokens))
+        case .kv:
+            due.logits = stream!.clipLogits(clipTokens: clipTubelets)
+            pendingFlops += 2 * Double(swin!.head.inFeatures * swin!.head.outFeatures)
+        }
+        if let swin, swin.config.streaming, let tokens = due.tokens {
+            // A clip from scratch of a streaming-native model: a stream of its own at its absolute time.
+            let grid = Array(tokens.shape.prefix(3))
+            let stream = SwinStream(model: swin, startTokenTime: firstFrame / tubeletFrames, keptSlices: grid[0])
+            stream.push(tokens: tokens, grid: grid)
+            pendingFlops += stream.lastPushFlops
+            due.logits = stream.clipLogits(clipTokens: grid[0])
+            due.tokens = nil
+        }
+        pendingSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        return due
+    }
+
+    /// Like `push`, but a due clip comes back unevaluated, so that clips of several cameras that
+    /// are due together share one forward pass: collect them and call `ClipScheduler.evaluate`.
+    public func pushDeferred(rgb: UnsafeBufferPointer<UInt8>, timestamp: Double) -> DueClip? {
+        ingest(rgb: rgb, timestamp: timestamp) ? prepareClip() : nil
+    }
+
+    public func pushDeferred(frame: Frame) -> DueClip? {
+        frame.rgb.withUnsafeBufferPointer { pushDeferred(rgb: $0, timestamp: frame.timestamp) }
+    }
+
+    /// Runs due clips; those of clip-trained Video Swin models that share a model file and a token
+    /// geometry go through one batched forward pass. Results come back in the order given. The
+    /// schedulers must not be pushed to meanwhile.
+    public static func evaluate(_ clips: [DueClip]) -> [ClipResult] {
+        var logits = clips.map(\.logits)
+        var passSeconds = [Double](repeating: 0, count: clips.count)
+        var groups: [String: [Int]] = [:]
+        for (i, clip) in clips.enumerated() where logits[i] == nil {
+            // Only Video Swin batches; other families run one clip per pass (a group of one).
+            let batchable = clip.scheduler.swin != nil
+            groups[batchable ? "\(clip.scheduler.model.path)|\(clip.tokens!.shape)" : "single \(i)", default: []].append(i)
+        }
+        for members in groups.values.sorted(by: { $0[0] < $1[0] }) {
+            let started = DispatchTime.now().uptimeNanoseconds
+            let first = clips[members[0]].scheduler
+            let outputs: [Tensor]
+            if let swin = first.swin {
+                let grid = Array(clips[members[0]].tokens!.shape.prefix(3))
+                outputs = swin.forward(batch: members.map { clips[$0].tokens! }, grid: grid)
+            } else {
+                outputs = [first.backbone.forward(clips[members[0]].tokens!)]
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            for (member, output) in zip(members, outputs) {
+                logits[member] = output
+                passSeconds[member] = seconds / Double(members.count)  // the pass's time, shared
+                let scheduler = clips[member].scheduler
+                scheduler.pendingFlops += scheduler.backbone.networkFlops(clipFrames: scheduler.settings.clipFrames,
+                                                                          geometry: scheduler.geometry)
+            }
+        }
+        return clips.indices.map { i in
+            clips[i].scheduler.finish(clips[i], logits: logits[i]!, extraSeconds: passSeconds[i])
+        }
+    }
+
+    private func finish(_ due: DueClip, logits: Tensor, extraSeconds: Double) -> ClipResult {
+        pendingSeconds += extraSeconds
+        let values = logits.array
+        let maximum = values.max()!
+        let exps = values.map { Foundation.exp(Double($0 - maximum)) }
+        let sum = exps.reduce(0, +)
+        let probabilities = exps.map { Float($0 / sum) }
+        let ranked = values.indices.sorted { values[$0] > values[$1] }.prefix(topK)
+        let result = ClipResult(
+            clipStart: due.clipStart, clipEnd: due.clipEnd, logits: values, probabilities: probabilities,
+            top: ranked.map { ($0, model.label($0), probabilities[$0]) },
+            wallSeconds: pendingSeconds, gflopComputed: pendingFlops / 1e9, gflopFullClip: fullClipCost(),
+            sequence: sequence)
+        sequence += 1
+        pendingSeconds = 0
+        pendingFlops = 0
+        return result
+    }
+
+    /// GFLOP of a clip from scratch (computed once).
+    private func fullClipCost() -> Double {
+        if let cached = fullClipGflop { return cached }
+        let cost: Double
+        guard let swin else {
+            cost = model.gflop(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
+            fullClipGflop = cost
+            return cost
+        }
+        if swin.config.streaming {
+            cost = SwinStream.clipFlops(model: swin, frames: settings.clipFrames, height: geometry.height, width: geometry.width) / 1e9
+        } else {
+            cost = swin.flops(frames: settings.clipFrames, height: geometry.height, width: geometry.width) / 1e9
+        }
+        fullClipGflop = cost
+        return cost
+    }
+}
+
+/// What the scheduler needs from each family: how many frames one embedding unit spans (a Swin
+/// or ViViT tubelet, one TimeSformer frame), that unit's embedding, and the network on the
+/// units of a clip concatenated in time. Units never mix frames across their boundaries, so
+/// `exact` reuse of them is bit-for-bit what `none` computes (both embed unit by unit).
+enum Backbone {
+    case swin(VideoSwin)
+    case timesformer(TimeSformer)
+    case vivit(ViViT)
+
+    init(_ network: TubeletModel.Network) {
+        switch network {
+        case .videoSwin(let model): self = .swin(model)
+        case .timesformer(let model): self = .timesformer(model)
+        case .vivit(let model): self = .vivit(model)
+        }
+    }
+
+    var tubeletFrames: Int {
+        switch self {
+        case .swin(let model): return model.config.patchSize[0]
+        case .timesformer: return 1
+        case .vivit(let model): return model.config.tubeletSize[0]
+        }
+    }
+
+    /// frames: [3, tubeletFrames, H, W] → one time slice of tokens, [1, …, C].
+    func embed(_ frames: Tensor) -> Tensor {
+        switch self {
+        case .swin(let model): return model.embedPatches(frames).0
+        case .timesformer(let model): return model.embedPatches(frames)
+        case .vivit(let model): return model.embedTubelets(frames)
+        }
+    }
+
+    /// The network after the embedding, on one clip-trained clip's stacked units (consumed).
+    func forward(_ tokens: Tensor) -> Tensor {
+        switch self {
+        case .swin(let model): return model.forward(tokens: tokens, grid: Array(tokens.shape.prefix(3)))
+        case .timesformer(let model): return model.forward(patchEmbeddings: tokens)
+        case .vivit(let model): return model.forward(tubeletEmbeddings: tokens)
+        }
+    }
+
+    /// Multiply-adds ×2 of the network after the embedding, for one clip-trained clip.
+    func networkFlops(clipFrames: Int, geometry: FrameGeometry) -> Double {
+        switch self {
+        case .swin(let model):
+            let tokens = model.tokenGrid(frames: clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
+            return model.flops(frames: clipFrames, height: geometry.height, width: geometry.width)
+                - 2 * Double(tokens) * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .timesformer(let model): return model.flops(frames: clipFrames) - model.embedFlops(frames: clipFrames)
+        case .vivit(let model): return model.flops() - model.embedFlops(frames: model.config.numFrames)
+        }
+    }
+
+    func embedFlops(_ tokens: Tensor) -> Double {
+        let rows = Double(tokens.count / tokens.shape.last!)
+        switch self {
+        case .swin(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .timesformer(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .vivit(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        }
+    }
+}
+
+/// Frames [3, 1, H, W] each → [3, count, H, W].
+func concatenateFrames(_ frames: [Tensor]) -> Tensor {
+    let (height, width) = (frames[0].shape[2], frames[0].shape[3])
+    let plane = height * width
+    let out = Tensor(uninitialized: [3, frames.count, height, width])
+    for (t, frame) in frames.enumerated() {
+        for c in 0..<3 { (out.data + (c * frames.count + t) * plane).update(from: frame.data + c * plane, count: plane) }
+    }
+    return out
+}
+
+/// clip[:, range] as its own tensor.
+func sliceFrames(_ clip: Tensor, _ range: Range<Int>) -> Tensor {
+    let (frames, plane) = (clip.shape[1], clip.shape[2] * clip.shape[3])
+    let out = Tensor(uninitialized: [3, range.count, clip.shape[2], clip.shape[3]])
+    for c in 0..<3 {
+        (out.data + c * range.count * plane).update(from: clip.data + (c * frames + range.lowerBound) * plane, count: range.count * plane)
+    }
+    return out
+}
+
+/// A clip that is due: its stacked patch embeddings [T', H', W', C] waiting for the network, or its
+/// logits already (streaming-native models).
+public struct DueClip {
+    public let scheduler: ClipScheduler
+    public let clipStart: Double
+    public let clipEnd: Double
+    var tokens: Tensor?
+    var logits: Tensor?
+    init(scheduler: ClipScheduler, clipStart: Double, clipEnd: Double) {
+        self.scheduler = scheduler
+        self.clipStart = clipStart
+        self.clipEnd = clipEnd
+    }
+}
+
+/// Token slices [1, H', W', C] each → [slices, H', W', C] (a copy: the network consumes it).
+func stackSlices(_ slices: [Tensor]) -> Tensor {
+    let shape = slices[0].shape, perSlice = slices[0].count
+    let tokens = Tensor(uninitialized: [slices.count] + shape.dropFirst())
+    for (i, slice) in slices.enumerated() {
+        precondition(slice.shape == shape)
+        (tokens.data + i * perSlice).update(from: slice.data, count: perSlice)
+    }
+    return tokens
+}

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Time the peer engines on the Video Swin-T topology: same model, same input, one run.
+
+Model: torchvision ``swin3d_t(weights=None)`` (embed 96, depths 2-2-6-2, heads 3-6-12-24,
+patch 2x4x4, window 8x7x7), random init with a fixed seed, eval, fp32. Input [1,3,T,S,S]
+random normal with a fixed seed. Engines:
+  torch        PyTorch eager, torch.set_num_threads(threads), inference_mode
+  onnxruntime  the model exported once to ONNX (cached under ~/.cache/tubelet-bench),
+               CPU execution provider, intra_op_num_threads=threads, inter_op 1
+  openvino     the same ONNX file, CPU plugin, INFERENCE_NUM_THREADS=threads,
+               INFERENCE_PRECISION_HINT=f32, PERFORMANCE_HINT=LATENCY
+Each engine: one warm-up run, then ``repeat`` timed runs (wall clock); best is reported.
+Outputs of onnxruntime/openvino are compared with PyTorch's logits (max |diff|).
+An engine whose package is missing is skipped with the reason.
+
+GFLOP per clip is counted analytically (``swin3d_gflop``): 2 x multiply-adds of every
+conv, linear and attention matmul as torchvision executes them (qkv/proj/q.k^T/attn.v on
+window-padded tokens, MLP on the real tokens, patch merging on the H/W-padded grid),
+ignoring norms, softmax, GELU, bias adds. At 16x224 this is the usual 87.8 GFLOP
+(torchvision's metadata: 43.882 GMACs).
+
+Usage: python3 tools/bench_peers.py --frames 16 --size 224 [--engines torch,onnxruntime,openvino]
+                                    [--threads 2] [--repeat 3] [--json]
+With --json the table goes to stderr and stdout carries one JSON object:
+  {"frames":..,"size":..,"threads":..,"gflop":..,"engines":{"torch":{"best_s":..,"runs":[..]},..}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+ENGINES = ("torch", "onnxruntime", "openvino")
+SWIN_T = dict(patch=(2, 4, 4), embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
+              window=(8, 7, 7), mlp_ratio=4, num_classes=400)
+
+
+# ----------------------------------------------------------------------------------------
+# Analytic FLOP count (follows torchvision's SwinTransformer3d forward)
+# ----------------------------------------------------------------------------------------
+
+def _ceil_to(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def swin3d_gflop(frames: int, size: int, cfg: dict = SWIN_T, in_channels: int = 3) -> float:
+    """2 x MACs of convs, linears and attention matmuls for one [3,frames,size,size] clip."""
+    pt, ph, pw = cfg["patch"]
+    t, h, w = -(-frames // pt), -(-size // ph), -(-size // pw)
+    c = cfg["embed_dim"]
+    macs = t * h * w * (in_channels * pt * ph * pw) * c           # patch-embed Conv3d
+    for stage, depth in enumerate(cfg["depths"]):
+        n = t * h * w
+        win = [min(s, ws) for s, ws in zip((t, h, w), cfg["window"])]   # the '<=' clamp
+        n_pad = math.prod(_ceil_to(s, ws) for s, ws in zip((t, h, w), win))
+        n_win = math.prod(win)                                   # tokens per window
+        per_block = (n_pad * c * 3 * c                           # qkv (on padded tokens)
+                     + 2 * n_pad * n_win * c                     # q.k^T and attn.v, all heads
+                     + n_pad * c * c                             # proj
+                     + 2 * n * c * cfg["mlp_ratio"] * c)         # fc1 + fc2
+        macs += depth * per_block
+        if stage < len(cfg["depths"]) - 1:                       # patch merging 4C -> 2C
+            h, w = -(-h // 2), -(-w // 2)
+            macs += t * h * w * 4 * c * 2 * c
+            c *= 2
+    macs += c * cfg["num_classes"]                               # head
+    return 2 * macs / 1e9
+
+
+# ----------------------------------------------------------------------------------------
+# Model, input, ONNX export
+# ----------------------------------------------------------------------------------------
+
+def build_model(seed: int):
+    """torchvision swin3d_t, random init from ``seed``, eval mode."""
+    import torch
+    from torchvision.models.video import swin3d_t
+    torch.manual_seed(seed)
+    return swin3d_t(weights=None).eval()
+
+
+def make_input(frames: int, size: int, seed: int):
+    import torch
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randn(1, 3, frames, size, size, generator=g)
+
+
+def onnx_path(cache: Path, frames: int, size: int, seed: int) -> Path:
+    import torch
+    tag = torch.__version__.split("+")[0]
+    return cache / f"swin3d_t_f{frames}_s{size}_seed{seed}_torch{tag}.onnx"
+
+
+def export_onnx(model, x, path: Path) -> None:
+    """Export once (static shapes: the window clamp/pad logic is resolved per input size)."""
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    print(f"[bench_peers] exporting ONNX to {path} (once per frames/size)", file=sys.stderr)
+    with torch.no_grad():
+        try:
+            torch.onnx.export(model, (x,), str(tmp), dynamo=False, opset_version=17,
+                              input_names=["clip"], output_names=["logits"], do_constant_folding=True)
+        except Exception as e:  # legacy exporter gone: try the dynamo exporter (needs onnxscript)
+            print(f"[bench_peers] legacy ONNX export failed ({e}); trying dynamo=True", file=sys.stderr)
+            torch.onnx.export(model, (x,), str(tmp), dynamo=True, external_data=False,
+                              input_names=["clip"], output_names=["logits"])
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------
+# Engines: each returns (callable running one inference -> logits ndarray)
+# ----------------------------------------------------------------------------------------
+
+def engine_torch(model, x, threads: int, _onnx: Path | None):
+    import torch
+    torch.set_num_threads(threads)
+
+    def run():
+        with torch.inference_mode():
+            return model(x).numpy()
+    return run
+
+
+def engine_onnxruntime(_model, x, threads: int, onnx: Path):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    return lambda: sess.run(None, feed)[0]
+
+
+def engine_openvino(_model, x, threads: int, onnx: Path):
+    import openvino as ov
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(onnx)), "CPU", {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    })
+    req = compiled.create_infer_request()
+    arr = x.numpy()
+    return lambda: req.infer({0: arr})[compiled.output(0)].copy()
+
+
+ENGINE_FUNCS = {"torch": engine_torch, "onnxruntime": engine_onnxruntime, "openvino": engine_openvino}
+ENGINE_PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def time_runs(run, repeat: int) -> tuple[list[float], object]:
+    """One warm-up, then ``repeat`` timed calls; returns (wall seconds, last output)."""
+    out = run()
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = run()
+        runs.append(time.perf_counter() - t0)
+    return runs, out
+
+
+def package_version(pkg: str) -> str | None:
+    try:
+        from importlib.metadata import version
+        return version(pkg)
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------
+
+def bench(frames: int, size: int, engines: list[str], threads: int, repeat: int,
+          seed: int, cache: Path) -> dict:
+    import numpy as np
+    import torch
+    torch.set_num_threads(threads)
+    model = build_model(seed)
+    x = make_input(frames, size, seed)
+    gflop = swin3d_gflop(frames, size)
+    result = {"frames": frames, "size": size, "threads": threads, "repeat": repeat, "seed": seed,
+              "gflop": round(gflop, 3), "model": "torchvision swin3d_t (random init)",
+              "cpu_count": os.cpu_count(), "loadavg_1m_start": round(os.getloadavg()[0], 2),
+              "engines": {}}
+    with torch.inference_mode():
+        reference = model(x).numpy()
+    onnx = None
+    for name in engines:
+        pkg = ENGINE_PACKAGES[name]
+        if importlib.util.find_spec(pkg) is None:
+            result["engines"][name] = {"skipped": f"python package '{pkg}' not installed"}
+            print(f"[bench_peers] skipping {name}: package '{pkg}' not installed", file=sys.stderr)
+            continue
+        try:
+            if name != "torch" and onnx is None:
+                onnx = onnx_path(cache, frames, size, seed)
+                if not onnx.exists():
+                    export_onnx(model, x, onnx)
+            run = ENGINE_FUNCS[name](model, x, threads, onnx)
+            runs, out = time_runs(run, repeat)
+        except Exception as e:  # report, keep going with the other engines
+            result["engines"][name] = {"skipped": f"{type(e).__name__}: {e}"}
+            print(f"[bench_peers] {name} failed: {e}", file=sys.stderr)
+            continue
+        best = min(runs)
+        result["engines"][name] = {
+            "best_s": round(best, 4), "runs": [round(r, 4) for r in runs],
+            "gflops": round(gflop / best, 1), "version": package_version(pkg),
+            "max_abs_diff_vs_torch": float(np.abs(np.asarray(out) - reference).max()),
+        }
+    # other processes on a shared 2-core VM distort timings badly (OpenMP spin-waits): keep a record
+    result["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def format_table(res: dict) -> str:
+    lines = [f"Swin-T {res['frames']}x{res['size']}x{res['size']}, {res['threads']} threads, "
+             f"best of {res['repeat']} after warm-up, {res['gflop']:.1f} GFLOP/clip, "
+             f"load avg {res['loadavg_1m_start']} -> {res['loadavg_1m_end']} on {res['cpu_count']} CPUs",
+             f"{'engine':12s} {'version':10s} {'best s':>8s} {'GFLOP/s':>8s} {'max|d| vs torch':>16s}  runs"]
+    for name, e in res["engines"].items():
+        if "skipped" in e:
+            lines.append(f"{name:12s} skipped: {e['skipped']}")
+            continue
+        lines.append(f"{name:12s} {str(e['version']):10s} {e['best_s']:8.3f} {e['gflops']:8.1f} "
+                     f"{e['max_abs_diff_vs_torch']:16.2e}  {', '.join(f'{r:.3f}' for r in e['runs'])}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Peer engines on Video Swin-T (see module docstring).")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--engines", default=",".join(ENGINES), help="comma list of " + ",".join(ENGINES))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-dir", type=Path,
+                    default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tubelet-bench")
+    ap.add_argument("--json", action="store_true", help="JSON on stdout, table on stderr")
+    ap.add_argument("--gflop-only", action="store_true", help="print the analytic GFLOP and exit")
+    args = ap.parse_args(argv)
+
+    if args.gflop_only:
+        print(f"{swin3d_gflop(args.frames, args.size):.3f}")
+        return 0
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        ap.error(f"unknown engines {unknown}; choose from {ENGINES}")
+    res = bench(args.frames, args.size, engines, args.threads, args.repeat, args.seed, args.cache_dir)
+    table = format_table(res)
+    if args.json:
+        print(table, file=sys.stderr)
+        print(json.dumps(res))
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
