@@ -314,3 +314,30 @@ func httpGet(port: Int, _ path: String, method: String = "GET", raw: String? = n
     let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
     return (status, body)
 }
+
+/// Must-show 5 (units): `systemd-analyze verify` on both units through Scripts/verify-units (CI runs the
+/// same script), and the directives the daemon's behaviour relies on.
+final class SystemdUnitTests: XCTestCase {
+    func testUnitsVerify() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else {
+            throw XCTSkip("SKIPPED: systemd-analyze not installed (apt-get install systemd; .ci/apt-packages-daemon.txt)")
+        }
+        _ = try Repo.binary("tubeletd")
+        let result = try runProgram(Repo.path("Scripts/verify-units"), [])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("tubeletd@ci.service ok"), result.stdout)
+    }
+
+    func testUnitsDeclareNotifyReloadWatchdogAndHardening() throws {
+        for name in ["tubeletd.service", "tubeletd@.service"] {
+            let text = try String(contentsOfFile: Repo.path("systemd/\(name)"), encoding: .utf8)
+            for line in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", "WatchdogSec=", "DynamicUser=yes",
+                         "SupplementaryGroups=video", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                         "DeviceAllow=char-video4linux rw"] {
+                XCTAssertTrue(text.contains(line), "\(name) lacks \(line)")
+            }
+        }
+        let template = try String(contentsOfFile: Repo.path("systemd/tubeletd@.service"), encoding: .utf8)
+        XCTAssertTrue(template.contains("--config /etc/tubelet/%i.yaml"))
+    }
+}
