@@ -108,8 +108,17 @@ final class CameraPipeline: @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while !inferenceDone && lock.wait(until: deadline) {}
         let ended = tracker.endAll(reason: reason, at: CaptureClock.now())
+        let wasOffline: Bool
+        if case .offline = state { wasOffline = true } else { wasOffline = false }
+        state = .offline(reason: reason)
         lock.unlock()
         publish(ended, clip: nil)
+        // The capture thread reports nothing once stopped: say so, so that dashboards do not keep the camera "streaming".
+        if !wasOffline {
+            publisher.publish(topic: "\(camera.id).status", kind: "status",
+                              ["camera": camera.id, "state": "offline", "reason": reason, "source": source.name, "timestamp": CaptureClock.now()])
+        }
+        if reason == "removed" { publisher.forgetStatus(topic: "\(camera.id).status") }
     }
 
     /// New decision settings, without touching capture or inference.
@@ -141,6 +150,7 @@ final class CameraPipeline: @unchecked Sendable {
 
     private func stateChanged(_ change: SourceStateChange) {
         lock.lock()
+        if stopping { lock.unlock(); return }  // stop() reports the end itself
         state = change.state
         let isStopping = stopping
         var ended: [ActionTransition] = []

@@ -129,6 +129,13 @@ public final class EventPublisher: @unchecked Sendable {
         condition.broadcast()
     }
 
+    /// A camera that is gone: late subscribers are no longer told its last state.
+    public func forgetStatus(topic suffix: String) {
+        condition.lock()
+        lastStatus["\(topicPrefix).\(suffix)"] = nil
+        condition.unlock()
+    }
+
     // MARK: The event thread
 
     private func run() {

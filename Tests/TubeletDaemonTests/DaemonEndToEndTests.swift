@@ -26,8 +26,9 @@ final class DaemonEndToEndTests: XCTestCase {
     }
 
     func startDaemon(config: String, notify: NotifySocket? = nil) throws -> ChildProcess {
+        // With a notify socket, also a 1 s watchdog (WATCHDOG=1 every 0.5 s).
         try ChildProcess(try Repo.binary("tubeletd"), ["--config", config],
-                         environment: notify.map { ["NOTIFY_SOCKET": $0.path] } ?? [:], name: "tubeletd")
+                         environment: notify.map { ["NOTIFY_SOCKET": $0.path, "WATCHDOG_USEC": "1000000"] } ?? [:], name: "tubeletd")
     }
 
     func assertWellFormed(_ subscriber: Subscriber, file: StaticString = #filePath, line: UInt = #line) {
@@ -139,6 +140,7 @@ final class DaemonEndToEndTests: XCTestCase {
         let path = try write(config(cameras: ["front"]))
         let daemon = try startDaemon(config: path, notify: notify)
         XCTAssertTrue(notify.waitFor("READY=1", timeout: 10), daemon.log)
+        XCTAssertTrue(notify.waitFor("WATCHDOG=1", timeout: 3), "keep-alives for WatchdogSec")
         XCTAssertNotNil(subscriber.waitFor(timeout: 10) { $0.type == "started" })
         XCTAssertTrue(waitUntil(timeout: 10) { subscriber.drain(for: 0.1); return subscriber.actions(camera: "front").filter { $0.type == "start" }.count == 6 })
 
@@ -200,6 +202,9 @@ final class DaemonEndToEndTests: XCTestCase {
         daemon.signal(SIGHUP)
         let removed = try XCTUnwrap(subscriber.waitFor(after: mark, timeout: 10) { $0.type == "reloaded" })
         XCTAssertEqual(removed.json["removed"] as? [String], ["side"])
+        let sideGone = subscriber.events.dropFirst(mark).first { $0.camera == "side" && $0.isStatus }
+        XCTAssertEqual(sideGone?.state, "offline")
+        XCTAssertEqual(sideGone?.json["reason"] as? String, "removed")
         XCTAssertTrue(waitUntil(timeout: 10) {
             subscriber.drain(for: 0.1)
             return subscriber.events.dropFirst(mark).filter { $0.camera == "front" && $0.type == "start" }.count == 6
@@ -218,6 +223,7 @@ final class DaemonEndToEndTests: XCTestCase {
         XCTAssertEqual(closing.count, 6, "an end for every open action")
         XCTAssertTrue(closing.allSatisfy { $0.json["reason"] as? String == "stopping" })
         XCTAssertEqual(last.last?.type, "stopping", "stopping is the last message")
+        XCTAssertEqual(last.filter { $0.isStatus }.map(\.state), ["offline"], "front reported offline on the way out")
         assertWellFormed(subscriber)
     }
 
