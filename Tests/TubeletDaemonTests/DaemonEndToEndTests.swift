@@ -249,6 +249,19 @@ final class DaemonEndToEndTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("cameras.a"), refused.stderr)
     }
 
+    /// A daemon that cannot start (its events port is taken) exits 1 and says why; systemd's Restart=on-failure takes over.
+    func testStartupFailureExitsWithStatus1() throws {
+        var events = EventsConfig()
+        events.endpoint = "tcp://127.0.0.1:*"
+        let squatter = try EventPublisher(config: events, logger: .init(label: "test"))
+        defer { squatter.stop() }
+        let path = try write(daemonConfig(model: try DaemonFixtures.model(), eventsEndpoint: squatter.boundEndpoint!,
+                                          cameras: "  a:\n    source: /dev/null"))
+        let daemon = try startDaemon(config: path)
+        XCTAssertEqual(daemon.waitForExit(timeout: 10), 1)
+        XCTAssertTrue(daemon.log.contains("Address already in use"), daemon.log)
+    }
+
     /// Several daemons, one address: two tubeletd feed `tubelet proxy` (zmq_proxy XSUB/XPUB) on loopback;
     /// one subscriber on the proxy sees both cameras. The example Python subscriber reads the same stream.
     func testTwoDaemonsThroughOneProxy() throws {
