@@ -284,6 +284,18 @@ final class DaemonEndToEndTests: XCTestCase {
         XCTAssertEqual(subscriber.daemon.filter { $0.type == "started" }.count, 2)
         XCTAssertEqual(subscriber.schemaErrors, [])
 
+        // `tubelet events` on the same stream.
+        let printed = try runProgram(try Repo.binary("tubelet"), ["events", "--connect", xpub, "--topic", "tubelet.south.action", "--jsonl",
+                                                                 "--count", "3", "--timeout", "10"], timeout: 15)
+        XCTAssertEqual(printed.status, 0, printed.stderr)
+        let lines = printed.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 3, printed.stdout)
+        for line in lines {
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertEqual(object["topic"] as? String, "tubelet.south.action")
+            XCTAssertEqual(EventSchemas.shared.validate(topic: "tubelet.south.action", object["message"] as Any), [])
+        }
+
         // The example subscriber (pyzmq), when python3-zmq is installed.
         let hasPyZMQ = (try? runProgram("/usr/bin/python3", ["-c", "import zmq"]))?.status == 0
         if hasPyZMQ {
