@@ -79,7 +79,11 @@ final class CameraPipeline: @unchecked Sendable {
         self.logger = logger
         settings = windowSettings(camera.window, model: model.model)
         // Every class ranked: top_k is a decision setting, applied when publishing (it may change on reload).
-        scheduler = try ClipScheduler(model: model.model, settings: settings, topK: model.model.numClasses)
+        do {
+            scheduler = try ClipScheduler(model: model.model, settings: settings, topK: model.model.numClasses)
+        } catch {
+            throw PipelineError(description: "cameras.\(camera.id) (model \(model.id)): \(error)")
+        }
         let options = captureOptions(camera, settings: settings, geometry: ClipScheduler.geometry(for: model.model))
         tracker = DecisionTracker(config: camera.decisions, labels: (0..<model.model.numClasses).map(model.model.label))
         let box = WeakBox()
@@ -242,4 +246,9 @@ final class CameraPipeline: @unchecked Sendable {
         }
         return latency
     }
+}
+
+/// A camera whose settings do not suit its model (found when its pipeline is built).
+public struct PipelineError: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -19,7 +19,8 @@ public final class SystemdNotifier: @unchecked Sendable {
         }
     }
 
-    /// Sends `KEY=VALUE` lines; false when there is no socket or sending failed.
+    /// Sends `KEY=VALUE` lines; false when there is no socket or sending failed. Never blocks: a
+    /// manager that does not read (a full datagram queue) loses the message instead of stalling us.
     @discardableResult
     public func notify(_ lines: [String]) -> Bool {
         guard let socketPath else { return false }
@@ -39,7 +40,7 @@ public final class SystemdNotifier: @unchecked Sendable {
         let length = socklen_t(MemoryLayout<sa_family_t>.size + pathBytes.count + (pathBytes.first == 0 ? 0 : 1))
         let message = Array(lines.joined(separator: "\n").utf8)
         let sent = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, message, message.count, Int32(MSG_NOSIGNAL), $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, message, message.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT), $0, length) }
         }
         return sent == message.count
     }

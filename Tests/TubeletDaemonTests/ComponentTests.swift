@@ -152,6 +152,25 @@ final class ComponentTests: XCTestCase {
         XCTAssertFalse(SystemdNotifier(environment: [:]).notify(["READY=1"]), "no socket: a no-op")
     }
 
+    /// A manager that does not read its socket (the datagram queue fills after a few messages) must not stall the daemon.
+    func testNotifyNeverBlocks() throws {
+        let path = DaemonFixtures.scratch("notify").appendingPathComponent("deaf.sock").path
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd); unlink(path) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": path])
+        let started = Date()
+        let sent = (0..<200).filter { _ in notifier.notify(["WATCHDOG=1"]) }.count
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1)
+        XCTAssertLessThan(sent, 200, "the full queue refused some instead of blocking")
+    }
+
     func testStderrIsJournalOnlyWhenTheStreamMatches() {
         XCTAssertFalse(StderrLogHandler.stderrIsJournal(environment: [:]))
         XCTAssertFalse(StderrLogHandler.stderrIsJournal(environment: ["JOURNAL_STREAM": "1:2"]))

@@ -172,6 +172,15 @@ final class DaemonEndToEndTests: XCTestCase {
         XCTAssertTrue(subscriber.events.dropFirst(mark).contains { $0.camera == "front" && $0.type == "update" }, "front keeps classifying")
         XCTAssertTrue(subscriber.events.dropFirst(mark).contains { $0.camera == "side" && $0.type == "update" }, "side keeps classifying")
 
+        // 2b. A valid file whose window does not suit the model (kv on a clip-trained model): also refused whole.
+        mark = subscriber.events.count
+        try config(cameras: ["front", "side"]).replacingOccurrences(of: "window:\n  hop: 4", with: "window:\n  hop: 4\n  reuse: kv")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        let refused = try XCTUnwrap(subscriber.waitFor(after: mark, timeout: 10) { $0.type == "reload_failed" })
+        XCTAssertTrue((refused.json["error"] as? String ?? "").contains("cameras.front (model tiny)"), "\(refused.json)")
+        XCTAssertFalse(subscriber.events.dropFirst(mark).contains { $0.isStatus }, "no camera was touched")
+
         // 3. A changed threshold: decisions change in place (no capture restart): every action ends by score.
         mark = subscriber.events.count
         try config(decisions: "min_score: 1\n  end_score: 1\n  update_interval: 0", cameras: ["front", "side"])

@@ -371,11 +371,15 @@ final class EventSchemas: @unchecked Sendable {
     private func isBool(_ number: NSNumber) -> Bool { String(cString: number.objCType) == "c" }  // JSON true/false
 }
 
-/// A NOTIFY_SOCKET for a child process: a datagram socket bound to a path; collects what sd_notify sends.
-final class NotifySocket {
+/// A NOTIFY_SOCKET for a child process: a datagram socket bound to a path, read continuously by a thread
+/// (as systemd does: the daemon's datagrams must not pile up), collecting what sd_notify sends.
+final class NotifySocket: @unchecked Sendable {
     let path: String
     private let fd: Int32
-    private(set) var messages: [String] = []
+    private let lock = NSLock()
+    private var received: [String] = []
+    private var stopping = false
+    private var finished = false
 
     init() throws {
         path = DaemonFixtures.directory.appendingPathComponent("notify-\(UUID().uuidString.prefix(8)).sock").path
@@ -387,27 +391,36 @@ final class NotifySocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard result == 0 else { throw TestFailure("cannot bind \(path)") }
+        Thread { [self] in read() }.start()
     }
 
     deinit {
+        lock.lock(); stopping = true; lock.unlock()
+        _ = waitUntil(timeout: 1) { lock.withLock { finished } }
         close(fd)
         unlink(path)
     }
 
-    /// Reads datagrams until one contains `line` (e.g. READY=1) after the first `after` messages.
+    var messages: [String] { lock.withLock { received } }
+
+    private func read() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !lock.withLock({ stopping }) {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 50) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n > 0 {
+                let text = String(decoding: buffer[0..<n], as: UTF8.self)
+                lock.withLock { received.append(text) }
+            }
+        }
+        lock.withLock { finished = true }
+    }
+
+    /// Waits until a datagram after the first `after` holds `line` (e.g. READY=1).
     @discardableResult
     func waitFor(_ line: String, after: Int = 0, timeout: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout)
-        while true {
-            if messages.dropFirst(after).contains(where: { $0.split(separator: "\n").contains(Substring(line)) }) { return true }
-            let remaining = deadline.timeIntervalSinceNow
-            if remaining <= 0 { return false }
-            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&poller, 1, Int32(min(100, remaining * 1000))) > 0 else { continue }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n > 0 { messages.append(String(decoding: buffer[0..<n], as: UTF8.self)) }
-        }
+        waitUntil(timeout: timeout) { messages.dropFirst(after).contains { $0.split(separator: "\n").contains(Substring(line)) } }
     }
 }
 
