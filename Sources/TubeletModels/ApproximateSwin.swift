@@ -110,44 +110,43 @@ public final class ApproximateSwinClip {
         let bias = block.relativePositionBias(tokens: n)
         let scale = 1 / Float(headDim).squareRoot()
         let qkvBias = block.qkv.bias!.data  // a zero-padded token's q, k, v: the qkv bias
-        let attention = Tensor(zeros: [newTokens, c])
+        let attention = Tensor(uninitialized: [newTokens, c])
         var queryCount = 0
         let sources = partition.sourceIndex
         for window in 0..<partition.windowCount {
             for token in 0..<n where Int(sources[window * n + token]) >= firstNew { queryCount += 1 }
         }
         Parallel.forRanges(partition.windowCount) { range in
-            let keys = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * c)
+            let window3C = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * c)
+            let queryRows = UnsafeMutablePointer<Float>.allocate(capacity: n * headDim)
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
-            let values = UnsafeMutablePointer<Float>.allocate(capacity: n * headDim)
-            defer { keys.deallocate(); scores.deallocate(); values.deallocate() }
+            let outputRows = UnsafeMutablePointer<Float>.allocate(capacity: n * headDim)
+            defer { window3C.deallocate(); queryRows.deallocate(); scores.deallocate(); outputRows.deallocate() }
             for window in range {
                 let positions = (0..<n).map { Int(sources[window * n + $0]) }
                 let queries = positions.indices.filter { positions[$0] >= firstNew }
                 if queries.isEmpty { continue }
                 // Every token of the window: cached or new qkv, or the bias for padding.
                 for (token, source) in positions.enumerated() {
-                    (keys + token * 3 * c).update(from: source >= 0 ? qkvAll.data + source * 3 * c : qkvBias, count: 3 * c)
+                    (window3C + token * 3 * c).update(from: source >= 0 ? qkvAll.data + source * 3 * c : qkvBias, count: 3 * c)
                 }
+                let m = queries.count
                 for head in 0..<heads {
                     for (row, query) in queries.enumerated() {
-                        let scoreRow = scores + row * n
-                        scoreRow.update(from: bias.data + (head * n + query) * n, count: n)
-                        let q = keys + query * 3 * c + head * headDim
-                        for key in 0..<n {
-                            let k = keys + key * 3 * c + c + head * headDim
-                            var dot: Float = 0
-                            for d in 0..<headDim { dot += q[d] * k[d] }
-                            scoreRow[key] += scale * dot
-                        }
-                        layout.mask?.applyRow(window: window, row: query, to: scoreRow)
-                        let sum = exponentiateRow(scoreRow, count: n)
-                        let out = attention.data + (positions[query] - firstNew) * c + head * headDim
-                        for key in 0..<n {
-                            let weight = scoreRow[key] / sum
-                            let v = keys + key * 3 * c + 2 * c + head * headDim
-                            for d in 0..<headDim { out[d] += weight * v[d] }
-                        }
+                        (queryRows + row * headDim).update(from: window3C + query * 3 * c + head * headDim, count: headDim)
+                        (scores + row * n).update(from: bias.data + (head * n + query) * n, count: n)
+                        layout.mask?.applyRow(window: window, row: query, to: scores + row * n)
+                    }
+                    sgemm(transposeA: false, transposeB: true, m: m, n: n, k: headDim, alpha: scale,
+                          a: queryRows, lda: headDim, b: window3C + c + head * headDim, ldb: 3 * c, beta: 1, c: scores, ldc: n)
+                    for row in 0..<m {
+                        let inverse = 1 / exponentiateRow(scores + row * n, count: n)
+                        for key in 0..<n { scores[row * n + key] *= inverse }
+                    }
+                    sgemm(transposeA: false, transposeB: false, m: m, n: headDim, k: n,
+                          a: scores, lda: n, b: window3C + 2 * c + head * headDim, ldb: 3 * c, c: outputRows, ldc: headDim)
+                    for (row, query) in queries.enumerated() {
+                        (attention.data + (positions[query] - firstNew) * c + head * headDim).update(from: outputRows + row * headDim, count: headDim)
                     }
                 }
             }
