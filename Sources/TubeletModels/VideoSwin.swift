@@ -296,6 +296,15 @@ struct ShiftMask {
         }
     }
 
+    /// scoreRow[j] += -100 where token j of `window` is in another region than token `row`.
+    @inline(__always)
+    func applyRow(window: Int, row: Int, to scoreRow: UnsafeMutablePointer<Float>) {
+        guard mixed[window] else { return }
+        let n = tokensPerWindow
+        let label = labels[window * n + row]
+        for j in 0..<n where labels[window * n + j] != label { scoreRow[j] += -100 }
+    }
+
     /// scores[i, j] += -100 where tokens i and j of `window` are in different regions.
     /// Rows of the N×N tile are `rowStride` apart (N by default).
     @inline(__always)

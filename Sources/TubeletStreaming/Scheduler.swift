@@ -22,9 +22,10 @@ public struct WindowSettings: Sendable, Equatable {
     /// Sampled frames between two labels.
     public var hop: Int
     public var reuse: ReuseMode
-    /// Reserved for the approximate stale-token mode; must be nil in this build.
+    /// With `approximate`: recompute the clip exactly every `refresh` labels (nil: only the first).
     public var refresh: Int?
-    /// Reserved for the approximate stale-token mode; must be false in this build.
+    /// `kv` on a clip-trained Video Swin: the stale-token approximation (not exact; measure its
+    /// agreement with `none` before trusting it).
     public var approximate: Bool
 
     public init(clipFrames: Int, frameStride: Int = 1, hop: Int, reuse: ReuseMode = .none, refresh: Int? = nil, approximate: Bool = false) {
@@ -83,6 +84,9 @@ public final class ClipScheduler {
     private var embeddings: [(tubelet: Int, tokens: Tensor)] = []
     /// `kv`: the stream through a streaming-native model.
     private var stream: SwinStream?
+    /// `kv` with `approximate`: cached tiles of a clip-trained model, and labels since the last refresh.
+    private var approximation: ApproximateSwinClip?
+    private var labelsSinceRefresh = 0
     private var pendingSeconds = 0.0
     private var pendingFlops = 0.0
     private var fullClipGflop: Double?
@@ -101,8 +105,13 @@ public final class ClipScheduler {
         guard settings.clipFrames > 0, settings.hop > 0, settings.frameStride > 0 else {
             throw fail("clip frames, hop and frame stride must be positive")
         }
-        guard !settings.approximate, settings.refresh == nil else {
-            throw fail("the approximate stale-token mode (--approximate, --refresh) is not available in this build; use exact reuse or a streaming-native model with kv")
+        if settings.approximate {
+            guard settings.reuse == .kv, let swin, !swin.config.streaming else {
+                throw fail("--approximate is the stale-token kv mode for clip-trained Video Swin models (reuse kv)")
+            }
+            if let refresh = settings.refresh, refresh < 1 { throw fail("--refresh must be at least 1") }
+        } else if settings.refresh != nil {
+            throw fail("--refresh goes with --approximate")
         }
         if settings.reuse != .none {
             guard settings.clipFrames % tubelet == 0, settings.hop % tubelet == 0 else {
@@ -118,8 +127,8 @@ public final class ClipScheduler {
                 throw fail("\(model.path) is a \(model.architecture) model: kv reuse is for streaming-native Video Swin models; use --reuse exact")
             }
         }
-        if settings.reuse == .kv && !streaming {
-            throw fail("\(model.path) is a clip-trained model: kv reuse is exact only for streaming-native models (docs/streaming-native-swin.md); use --reuse exact")
+        if settings.reuse == .kv && !streaming && !settings.approximate {
+            throw fail("\(model.path) is a clip-trained model: kv reuse is exact only for streaming-native models (docs/streaming-native-swin.md); use --reuse exact, or --approximate --refresh N for the stale-token approximation (its agreement is reported)")
         }
         if streaming && settings.clipFrames % tubelet != 0 {
             throw fail("a streaming-native model needs clip frames (\(settings.clipFrames)) to be a multiple of its \(tubelet)-frame tubelet")
@@ -141,6 +150,8 @@ public final class ClipScheduler {
         pendingFrames.removeAll()
         embeddings.removeAll()
         stream = nil
+        approximation = nil
+        labelsSinceRefresh = 0
         pendingSeconds = 0
         pendingFlops = 0
     }
@@ -187,7 +198,7 @@ public final class ClipScheduler {
     private func completeTubelet(index tubelet: Int) {
         let frames = concatenateFrames(pendingFrames)
         switch settings.reuse {
-        case .exact:
+        case .exact, .kv where settings.approximate:
             let tokens = backbone.embed(frames)
             pendingFlops += backbone.embedFlops(tokens)
             embeddings.append((tubelet, tokens))
@@ -231,6 +242,8 @@ public final class ClipScheduler {
         case .exact:
             precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstFrame / tubeletFrames)
             due.tokens = stackSlices(embeddings.map(\.tokens))
+        case .kv where settings.approximate:
+            due.logits = approximateLogits(clipTubelets: clipTubelets, firstTubelet: firstFrame / tubeletFrames)
         case .kv:
             due.logits = stream!.clipLogits(clipTokens: clipTubelets)
             pendingFlops += 2 * Double(swin!.head.inFeatures * swin!.head.outFeatures)
@@ -246,6 +259,27 @@ public final class ClipScheduler {
         }
         pendingSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         return due
+    }
+
+    /// The stale-token approximation: exact on a refresh, else only the newest tubelets computed.
+    private func approximateLogits(clipTubelets: Int, firstTubelet: Int) -> Tensor {
+        precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstTubelet)
+        let hopTubelets = settings.hop / tubeletFrames
+        let approximation = self.approximation ?? ApproximateSwinClip(model: swin!)
+        self.approximation = approximation
+        let refreshDue = !approximation.isPrimed || hopTubelets >= clipTubelets
+            || (settings.refresh.map { labelsSinceRefresh >= $0 } ?? false)
+        let logits: Tensor
+        if refreshDue {
+            let tokens = stackSlices(embeddings.map(\.tokens))
+            logits = approximation.refresh(tokens: tokens, grid: Array(tokens.shape.prefix(3)))
+            labelsSinceRefresh = 1
+        } else {
+            logits = approximation.advance(newTokens: stackSlices(embeddings.suffix(hopTubelets).map(\.tokens)))
+            labelsSinceRefresh += 1
+        }
+        pendingFlops += approximation.lastFlops
+        return logits
     }
 
     /// Like `push`, but a due clip comes back unevaluated, so that clips of several cameras that

@@ -21,6 +21,12 @@ struct Bench: ParsableCommand {
     @Option(help: "With --streaming: sampled frames between labels.") var hop = 8
     @Option(help: "With --streaming: labels timed in kv mode.") var labels = 8
 
+    func validate() throws {
+        guard repeats >= 1, labels >= 1, frames >= 1, size >= 1 else {
+            throw ValidationError("--repeat, --labels, --frames and --size must be at least 1")
+        }
+    }
+
     func run() throws {
         let model: VideoSwin
         let name: String

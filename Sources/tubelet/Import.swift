@@ -38,17 +38,7 @@ struct Import: ParsableCommand {
             fail("\(error)")
         }
         progress.finish()
-        var labelNames = imported.labels
-        if let labels {
-            guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else { fail("\(labels): cannot read the labels file") }
-            labelNames = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-                $0.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            while labelNames.last == "" { labelNames.removeLast() }
-            guard labelNames.count == imported.config.numClasses else {
-                fail("\(labels): \(labelNames.count) labels, but the checkpoint has \(imported.config.numClasses) classes")
-            }
-        }
+        let labelNames = labels.map { readLabels($0, classes: imported.config.numClasses) } ?? imported.labels
         var preprocessing = imported.defaultPreprocessing
         if let frames { preprocessing.frames = frames }
         if let frameStride { preprocessing.frameStride = frameStride }
@@ -75,15 +65,7 @@ extension Import {
             fail("\(error)")
         }
         progress.finish()
-        var labelNames = imported.labels
-        if let labels {
-            guard let text = try? String(contentsOfFile: labels, encoding: .utf8) else { fail("\(labels): cannot read the labels file") }
-            labelNames = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-            while labelNames.last == "" { labelNames.removeLast() }
-            guard labelNames.count == imported.numClasses else {
-                fail("\(labels): \(labelNames.count) labels, but the checkpoint has \(imported.numClasses) classes")
-            }
-        }
+        let labelNames = labels.map { readLabels($0, classes: imported.numClasses) } ?? imported.labels
         var preprocessing = imported.preprocessing
         if let frames { preprocessing.frames = frames }
         if let frameStride { preprocessing.frameStride = frameStride }
@@ -96,6 +78,15 @@ extension Import {
         }
         print("imported \(imported.layout) \(imported.summary) -> \(output)")
     }
+}
+
+/// Class names from a file, one per line (trailing blank lines dropped); exactly `classes` of them.
+func readLabels(_ path: String, classes: Int) -> [String] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { fail("\(path): cannot read the labels file") }
+    var names = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    while names.last == "" { names.removeLast() }
+    guard names.count == classes else { fail("\(path): \(names.count) labels, but the checkpoint has \(classes) classes") }
+    return names
 }
 
 /// A one-line progress bar on a terminal (stderr); silent when stderr is not a terminal.

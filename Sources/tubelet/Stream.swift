@@ -20,6 +20,8 @@ struct Stream: ParsableCommand {
     @Option(help: "Sampled frames between labels (default: a quarter of the clip).") var hop: Int?
     @Option(help: "none, exact or kv.") var reuse: String = "exact"
     @Option(help: "Run this mode beside --reuse on the same frames and report agreement and cost.") var compare: String?
+    @Flag(help: "With --reuse kv on a clip-trained Video Swin: the stale-token approximation. Not exact: `none` always runs beside it and the agreement is reported.") var approximate = false
+    @Option(help: "With --approximate: recompute the clip exactly every N labels.") var refresh: Int?
     @Option(help: "Top classes per label.") var top = 5
     @Option(help: "Stop after this many labels.") var maxClips: Int?
     @Flag(help: "One JSON object per label on stdout.") var jsonl = false
@@ -28,7 +30,11 @@ struct Stream: ParsableCommand {
     func run() throws {
         let loaded: TubeletModel
         do { loaded = try ModelFile.load(path: model) } catch { fail("\(error)") }
-        let settings = try windowSettings(loaded, reuse: reuse)
+        var settings = try windowSettings(loaded, reuse: reuse)
+        settings.approximate = approximate
+        settings.refresh = refresh
+        // An approximation's agreement is never hidden: compare it with clips from scratch.
+        let compare = self.compare ?? (approximate ? "none" : nil)
         let scheduler: ClipScheduler
         var reference: ClipScheduler?
         do {
@@ -37,7 +43,8 @@ struct Stream: ParsableCommand {
         } catch {
             fail("\(error)")
         }
-        var report = ReuseReport(mode: settings.reuse.rawValue, reference: compare)
+        let mode = settings.reuse.rawValue + (approximate ? " (approximate, refresh \(refresh.map(String.init) ?? "never"))" : "")
+        var report = ReuseReport(mode: mode, reference: compare)
         var emitted = 0
         try forEachFrame(of: source, geometry: scheduler.geometry, frameStride: settings.frameStride) { frame in
             let referenceResult = reference?.push(frame: frame)

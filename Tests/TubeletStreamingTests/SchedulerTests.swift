@@ -146,6 +146,57 @@ final class SchedulerTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(passes, 5)
     }
 
+    /// The stale-token approximation: refresh clips are exact, the others cheaper and only approximately equal.
+    func testApproximateKVOnAClipTrainedModel() throws {
+        let config = VideoSwinConfig(embedDim: 16, depths: [2, 2], numHeads: [2, 4], windowSize: [4, 4, 4], numClasses: 6)
+        let model = try writeModel(config, crop: 48)
+        let video = try frames(try encodeVideo(seconds: 6), geometry: ClipScheduler.geometry(for: model), stride: 2)
+        func run(_ refresh: Int?) throws -> [(approximate: ClipResult, reference: ClipResult)] {
+            let approximate = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 16, frameStride: 2, hop: 4, reuse: .kv,
+                                                                                       refresh: refresh, approximate: true))
+            let none = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 16, frameStride: 2, hop: 4, reuse: .none))
+            return video.compactMap { frame in
+                let a = approximate.push(frame: frame), b = none.push(frame: frame)
+                XCTAssertEqual(a == nil, b == nil)
+                return a.map { ($0, b!) }
+            }
+        }
+        func maxRelativeDelta(_ a: ClipResult, _ b: ClipResult) -> Float {
+            let largest = max(b.logits.map(abs).max()!, 1e-3)
+            return zip(a.logits, b.logits).map { abs($0 - $1) / largest }.max()!
+        }
+        // Refreshing every label is the exact computation.
+        for (a, b) in try run(1) { XCTAssertLessThanOrEqual(maxRelativeDelta(a, b), 1e-5, "refresh 1, clip \(a.sequence)") }
+        // Refresh every 2 labels: labels 0, 2, 4, … exact; the others approximate and cheaper.
+        let pairs = try run(2)
+        XCTAssertGreaterThanOrEqual(pairs.count, 10)
+        var approximateDeltas: [Float] = []
+        for (a, b) in pairs {
+            if a.sequence % 2 == 0 {
+                XCTAssertLessThanOrEqual(maxRelativeDelta(a, b), 1e-5, "refresh clip \(a.sequence)")
+            } else {
+                approximateDeltas.append(maxRelativeDelta(a, b))
+                XCTAssertLessThan(a.gflopComputed, 0.45 * b.gflopComputed, "an approximate label computes about hop/clip")
+                XCTAssertTrue(a.logits.allSatisfy(\.isFinite))
+            }
+        }
+        // Stale tokens really are an approximation: not equal, but not garbage either.
+        XCTAssertGreaterThan(approximateDeltas.max()!, 1e-4)
+        XCTAssertLessThan(approximateDeltas.max()!, 1.0)
+    }
+
+    func testApproximateFlagsAreChecked() throws {
+        let clipTrained = try writeModel(VideoSwinConfig(embedDim: 16, depths: [2], numHeads: [2], windowSize: [4, 4, 4], numClasses: 3), crop: 32)
+        XCTAssertThrowsError(try ClipScheduler(model: clipTrained, settings: WindowSettings(clipFrames: 16, hop: 4, reuse: .exact, approximate: true)))
+        XCTAssertThrowsError(try ClipScheduler(model: clipTrained, settings: WindowSettings(clipFrames: 16, hop: 4, reuse: .kv, refresh: 2))) {
+            XCTAssertTrue("\($0)".contains("--approximate"))
+        }
+        XCTAssertThrowsError(try ClipScheduler(model: clipTrained, settings: WindowSettings(clipFrames: 16, hop: 4, reuse: .kv, refresh: 0, approximate: true)))
+        let streaming = try writeModel(VideoSwinConfig(embedDim: 16, depths: [2], numHeads: [2], windowSize: [4, 4, 4], patchNorm: false,
+                                                       numClasses: 3, streaming: true), crop: 32)
+        XCTAssertThrowsError(try ClipScheduler(model: streaming, settings: WindowSettings(clipFrames: 16, hop: 4, reuse: .kv, approximate: true)))
+    }
+
     func testKVIsRefusedForAClipTrainedModel() throws {
         let config = VideoSwinConfig(embedDim: 16, depths: [2], numHeads: [2], windowSize: [4, 4, 4], numClasses: 3)
         let model = try writeModel(config, crop: 32)
