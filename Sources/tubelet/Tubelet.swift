@@ -6,7 +6,7 @@ struct Tubelet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tubelet",
         abstract: "Action recognition in live video on the CPU.",
-        subcommands: [Import.self, Infer.self, Stream.self, Bench.self, BenchCapture.self, Events.self, Proxy.self])
+        subcommands: [Import.self, Infer.self, Stream.self, EvalStream.self, Bench.self, BenchCapture.self, Events.self, Proxy.self])
 }
 
 /// Prints one error line and exits with status 2: the convention for bad input files and arguments.
