@@ -412,8 +412,11 @@ struct ConfigReader {
         if s.has("refresh") { w.refresh = try s.int("refresh", min: 1, max: 1_000_000) } else { _ = s.value("refresh") }
         w.approximate = try s.bool("approximate") ?? w.approximate
         try s.finish(known: ["clip_frames", "frame_stride", "hop", "reuse", "refresh", "approximate"])
-        if w.refresh != nil && w.reuse == "none" {
-            throw fail(s.value("refresh"), "\(s.path).refresh: only meaningful with reuse exact or kv (reuse is none)")
+        if w.approximate && w.reuse != "kv" {
+            throw fail(s.value("approximate") ?? s.node, "\(s.path).approximate: the stale-token approximation is a kv mode (reuse is \(w.reuse))")
+        }
+        if w.refresh != nil && !w.approximate {
+            throw fail(s.value("refresh") ?? s.node, "\(s.path).refresh: goes with approximate: true (recompute exactly every N labels)")
         }
         if let clip = w.clipFrames, w.hop > clip {
             throw fail(s.value("hop") ?? s.node, "\(s.path).hop (\(w.hop)) must not exceed clip_frames (\(clip)): frames would be skipped")

@@ -88,6 +88,39 @@ final class ComponentTests: XCTestCase {
         XCTAssertEqual(events.counters.subscriptions, 1)
     }
 
+    /// `tubelet events` as a CURVE client: with an allowed key it prints; with another it gets nothing.
+    func testEventsCommandSpeaksCurve() throws {
+        let server = try CurveKeyPair.generate(), client = try CurveKeyPair.generate(), stranger = try CurveKeyPair.generate()
+        let dir = DaemonFixtures.scratch("curve-cli")
+        let serverKey = dir.appendingPathComponent("server.key").path, clientKey = dir.appendingPathComponent("client.key").path
+        let strangerKey = dir.appendingPathComponent("stranger.key").path
+        try server.secretKey.write(toFile: serverKey, atomically: true, encoding: .utf8)
+        try client.secretKey.write(toFile: clientKey, atomically: true, encoding: .utf8)
+        try stranger.secretKey.write(toFile: strangerKey, atomically: true, encoding: .utf8)
+        let events = try publisher {
+            $0.startupGrace = 0
+            $0.curve = CurveConfig(secretKeyFile: serverKey, allowedClients: [client.publicKey])
+        }
+        events.start()
+        defer { events.stop() }
+        let tubelet = try Repo.binary("tubelet")
+        let publishing = Thread {
+            for _ in 0..<40 {
+                events.publish(topic: "cam.status", kind: "status", ["camera": "cam", "state": "streaming", "source": "s"])
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        publishing.start()
+        let allowed = try runProgram(tubelet, ["events", "--connect", events.boundEndpoint!, "--server-key", server.publicKey,
+                                               "--client-secret-key-file", clientKey, "--count", "2", "--timeout", "3"])
+        XCTAssertEqual(allowed.status, 0, allowed.stderr)
+        XCTAssertEqual(allowed.stdout.split(separator: "\n").count, 2, allowed.stdout)
+        XCTAssertTrue(allowed.stdout.hasPrefix("tubelet.cam.status {"), allowed.stdout)
+        let refused = try runProgram(tubelet, ["events", "--connect", events.boundEndpoint!, "--server-key", server.publicKey,
+                                               "--client-secret-key-file", strangerKey, "--count", "1", "--timeout", "1"])
+        XCTAssertEqual(refused.stdout, "", "a key that is not allowed receives nothing")
+    }
+
     func testBindFailureIsReportedAtStartup() throws {
         let first = try publisher()
         defer { first.stop() }
