@@ -33,23 +33,36 @@ IDX = {c: i for i, c in enumerate(CLASSES)}
 # Reference frame: 32 px across; speeds below are per frame at 16 fps.
 REF = 32.0
 DEFAULTS = dict(
-    speed=(0.5, 1.3),         # px/frame (of 32) for moves
-    rot_speed=(5.0, 12.0),    # degrees/frame for rotations
-    grow_rate=(0.02, 0.05),   # d ln(size)/frame for grow/shrink
-    radius=(5.0, 10.0),       # object half-size in px (of 32), long axis
-    aspect=(0.45, 0.7),       # short/long axis
-    blink_period=(4, 10),     # frames per on/off cycle
-    distractor_p=0.6,
-    noise=(0.0, 0.03),        # per-pixel gaussian sigma (0..1 scale), per 32-px pixel
-    contrast=(0.3, 0.6),      # object vs background colour distance (min)
-    light_amp=(0.0, 0.1),     # slow global gain modulation
-    jitter=0.1,               # px/frame random jitter of the main object (all classes)
+    speed=(0.85, 1.5),        # px/frame (of 32) for moves
+    rot_speed=(7.0, 13.0),    # degrees/frame for rotations
+    grow_rate=(0.035, 0.055), # d ln(size)/frame for grow/shrink
+    radius=(7.0, 11.5),       # object half-size in px (of 32), long axis
+    aspect=(0.43, 0.6),       # short/long axis
+    blink_period=(4, 8),      # frames per on/off cycle
+    distractor_p=0.25,
+    noise=(0.0, 0.01),        # per-pixel gaussian sigma (0..1 scale), per 32-px pixel
+    contrast=(0.45, 0.75),    # object vs background colour distance (min)
+    light_amp=(0.0, 0.03),    # slow global gain modulation
+    jitter=0.02,              # px/frame random jitter of the main object (all classes)
+    bg_amp=(0.02, 0.08),      # amplitude of each of the 3 background gratings
+)
+# The target of the second run (harder than DEFAULTS; measured, see training_summary.json).
+MEDIUM = dict(
+    speed=(0.6, 1.4), rot_speed=(6.0, 12.0), grow_rate=(0.025, 0.05), radius=(6.0, 11.0), aspect=(0.45, 0.65),
+    blink_period=(4, 9), distractor_p=0.5, noise=(0.0, 0.015), contrast=(0.4, 0.7), light_amp=(0.0, 0.06),
+    jitter=0.05, bg_amp=(0.03, 0.12),
+)
+# A harder setting, measured in the first run (see models/demo/training_summary.json notes).
+HARD = dict(
+    speed=(0.5, 1.3), rot_speed=(5.0, 12.0), grow_rate=(0.02, 0.05), radius=(5.0, 10.0), aspect=(0.45, 0.7),
+    blink_period=(4, 10), distractor_p=0.6, noise=(0.0, 0.03), contrast=(0.3, 0.6), light_amp=(0.0, 0.1),
+    jitter=0.1, bg_amp=(0.03, 0.14),
 )
 # The easy end of the training curriculum (train_demo.py ramps from EASY to DEFAULTS).
 EASY = dict(
     speed=(1.0, 1.6), rot_speed=(8.0, 14.0), grow_rate=(0.04, 0.06), radius=(8.0, 12.0), aspect=(0.4, 0.55),
     blink_period=(4, 8), distractor_p=0.0, noise=(0.0, 0.005), contrast=(0.5, 0.8), light_amp=(0.0, 0.0),
-    jitter=0.0,
+    jitter=0.0, bg_amp=(0.01, 0.05),
 )
 
 
@@ -133,14 +146,14 @@ def sample_params(classes, frames, rng, segment_frames=None, **difficulty):
     p["blink_phase"] = rng.integers(0, 1000, n)
     p["jitter"] = np.full(n, d["jitter"])
     p["bg"], p["c1"], p["c2"] = _colour_pair(rng, n, rng.uniform(*d["contrast"], n))
-    # background gratings: 3 per clip, wavelengths 8..40 px (of 32)
+    # background gratings: 3 per clip, wavelengths 12..48 px (of 32): still resolved at 16x16
     k = 3
-    wl = rng.uniform(8, 40, (n, k))
+    wl = rng.uniform(12, 48, (n, k))
     ang = rng.uniform(0, np.pi, (n, k))
     p["g_fx"] = np.cos(ang) / wl
     p["g_fy"] = np.sin(ang) / wl
     p["g_ph"] = rng.uniform(0, 2 * np.pi, (n, k))
-    p["g_amp"] = rng.uniform(0.03, 0.14, (n, k)) * rng.choice([-1, 1], (n, k))
+    p["g_amp"] = rng.uniform(d["bg_amp"][0], d["bg_amp"][1], (n, k)) * rng.choice([-1, 1], (n, k))
     p["g_col"] = rng.uniform(0.3, 1.0, (n, k, 3))
     p["distractor"] = rng.uniform(0, 1, n) < d["distractor_p"]
     p["d_r"] = rng.uniform(1.5, 3.0, n)
@@ -238,7 +251,7 @@ def generate_clip(cls, frames, size, rng, **difficulty):
 
 def generate_timeline(seconds, fps, rng, min_s=2.0, max_s=6.0):
     """Consecutive segments 2-6 s long with random classes (incl. idle), no class twice in a row.
-    Grow/shrink segments are capped at 3 s so the object stays within its size range at the
+    Grow/shrink segments are capped at 2.5 s so the object stays within its size range at the
     training growth rates."""
     total = int(round(seconds * fps))
     segs, f, prev = [], 0, None
@@ -246,7 +259,7 @@ def generate_timeline(seconds, fps, rng, min_s=2.0, max_s=6.0):
         c = int(rng.integers(len(CLASSES)))
         while c == prev:
             c = int(rng.integers(len(CLASSES)))
-        hi = min(max_s, 3.0) if CLASSES[c] in ("grow", "shrink") else max_s
+        hi = min(max_s, 2.5) if CLASSES[c] in ("grow", "shrink") else max_s
         n = int(round(rng.uniform(min_s, hi) * fps))
         if total - (f + n) < int(min_s * fps):           # do not leave a stub at the end
             n = total - f

@@ -91,7 +91,10 @@ def evaluate(model_path, mp4, timeline, smooth, clip_tokens=8, hop_tokens=2):
                           patch_norm=cfg["patch_norm"]).eval()
     model.load_state_dict(ck["state_dict"])
     labels = ck["tubelet"]["labels"]
-    fr = decode32(mp4)
+    import train_demo
+    pre = ck["tubelet"]["preprocessing"]
+    train_demo.SIZE = pre["cropSize"]
+    fr = decode32(mp4, pre["cropSize"])
     fps = timeline["fps"]
     pt = cfg["patch"][0]
     n = fr.shape[0] - fr.shape[0] % pt
@@ -159,6 +162,7 @@ def main():
     ap.add_argument("--skip-render", action="store_true")
     ap.add_argument("--eval", type=Path, default=None)
     ap.add_argument("--smooth", type=int, default=3)
+    ap.add_argument("--check-out", type=Path, default=None, help="where to write the check (default OUT/sample_stream_check.json)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     mp4, tlp = args.out / "sample.mp4", args.out / "sample_timeline.json"
@@ -169,7 +173,7 @@ def main():
     if args.eval:
         res = evaluate(args.eval, mp4, tl, args.smooth)
         print(json.dumps(res, indent=1))
-        (args.out / "sample_stream_check.json").write_text(json.dumps(res, indent=1) + "\n")
+        (args.check_out or args.out / "sample_stream_check.json").write_text(json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":

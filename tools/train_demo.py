@@ -43,7 +43,7 @@ CLIP = 16
 
 
 def preprocessing_dict(frames=CLIP):
-    return {'frames': frames, 'frameStride': 1, 'resizeShortSide': SIZE, 'cropSize': SIZE, 'pixelScale': 1 / 255,
+    return {'frames': frames, 'frameStride': 1, 'resizeShortSide': SIZE, 'cropSize': SIZE,  # SIZE set by --size 'pixelScale': 1 / 255,
             'mean': MEAN, 'std': STD, 'subtractFrameMean': True}
 
 
@@ -138,6 +138,7 @@ def write_curve_svg(path, curve, evals):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--size", type=int, default=32, help="input frame size (square)")
     ap.add_argument("--embed", type=int, default=48)
     ap.add_argument("--depths", type=int, nargs="+", default=[2, 2])
     ap.add_argument("--heads", type=int, nargs="+", default=[3, 6])
@@ -157,6 +158,8 @@ def main():
     ap.add_argument("--ramp", type=float, nargs=2, default=[0.1, 0.5],
                     help="curriculum: actions.EASY until this fraction of the budget, then linear to the target")
     args = ap.parse_args()
+    global SIZE
+    SIZE = args.size
     torch.set_num_threads(2)
     torch.manual_seed(args.seed)
     difficulty = dict(actions.DEFAULTS, **{k: tuple(v) if isinstance(v, list) else v
@@ -166,7 +169,8 @@ def main():
     model = StreamingSwin(patch=(2, 4, 4), embed_dim=args.embed, depths=args.depths, num_heads=args.heads,
                           window=(4, 4, 4), num_classes=len(actions.CLASSES), patch_norm=False)
     if args.init:
-        model.load_state_dict(torch.load(args.init, weights_only=True)["state_dict"])
+        ck = torch.load(args.init, weights_only=True)
+        model.load_state_dict(ck.get("state_dict", ck))
     pt, Wt = 2, 4
     nparams = sum(p.numel() for p in model.parameters())
     print(f"params {nparams}", flush=True)
@@ -233,9 +237,11 @@ def main():
     model.load_state_dict(ck["state_dict"])
     acc, per, conf = evaluate(model, clean, args.context, pt)
     acc_cut, per_cut, _ = evaluate(model, cutset, args.context, pt)
+    medium = heldout(args.heldout // 2, args.context, 0.0, args.min_current, dict(actions.MEDIUM), 779)
+    acc_med, per_med, _ = evaluate(model, medium, args.context, pt)
     wall = time.time() - t0
     summary = dict(
-        model=model.config, params=nparams, preprocessing=preprocessing_dict(), labels=list(actions.CLASSES),
+        model=model.config, params=nparams, input_size=SIZE, preprocessing=preprocessing_dict(), labels=list(actions.CLASSES),
         training=dict(steps=step, samples=samples, batch=args.batch, wall_s=round(wall, 1),
                       data_generation_s=round(gen_time, 1), lr=args.lr, weight_decay=args.wd, warmup=args.warmup,
                       schedule="linear warmup, cosine over the wall-clock budget to 2%", optimizer="AdamW",
@@ -245,12 +251,14 @@ def main():
                       init=str(args.init) if args.init else None, threads=2, seed=args.seed),
         heldout=dict(seed_clean=777, seed_cut=778, clean_n=len(clean[1]), cut_n=len(cutset[1]),
                      clean_top1=acc, cut_top1=acc_cut, per_class_clean=per, per_class_cut=per_cut,
-                     confusion_clean=conf),
+                     confusion_clean=conf,
+                     harder_medium=dict(seed=779, n=len(medium[1]), difficulty="actions.MEDIUM", top1=acc_med,
+                                        per_class=per_med)),
         curve=curve, evals=evals)
     (args.out / "training_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_curve_svg(args.out / "training_curve.svg", curve, evals)
     (args.out / "labels.txt").write_text("\n".join(actions.CLASSES) + "\n")
-    print(f"FINAL clean {acc:.4f} cut {acc_cut:.4f} steps {step} samples {samples} wall {wall:.0f}s", flush=True)
+    print(f"FINAL clean {acc:.4f} cut {acc_cut:.4f} medium {acc_med:.4f} steps {step} samples {samples} wall {wall:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
