@@ -63,9 +63,9 @@ class MlpBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
         d = x.shape[-1]
-        y = nn.Dense(self.mlp_dim)(x)  # Dense_0
+        y = nn.Dense(self.mlp_dim, name='Dense_0')(x)
         y = nn.gelu(y)  # approximate=True
-        return nn.Dense(d)(y)  # Dense_1
+        return nn.Dense(d, name='Dense_1')(y)
 
 
 class EncoderBlock(nn.Module):
@@ -76,11 +76,14 @@ class EncoderBlock(nn.Module):
 
     @nn.compact
     def __call__(self, inputs):
-        x = nn.LayerNorm()(inputs)  # LayerNorm_0
-        x = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, attention_fn=self.attention_fn)(x, x)  # _1
+        # Explicit names: the auto-names of the flax that wrote scenic's checkpoints (one counter per
+        # module, not per type as flax 0.12 would give: LayerNorm_0, MultiHeadDotProductAttention_0, ...).
+        x = nn.LayerNorm(name='LayerNorm_0')(inputs)
+        x = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, attention_fn=self.attention_fn,
+                                            name='MultiHeadDotProductAttention_1')(x, x)
         x = x + inputs
-        y = nn.LayerNorm()(x)  # LayerNorm_2
-        y = MlpBlock(mlp_dim=self.mlp_dim)(y)  # MlpBlock_3
+        y = nn.LayerNorm(name='LayerNorm_2')(x)
+        y = MlpBlock(mlp_dim=self.mlp_dim, name='MlpBlock_3')(y)
         return x + y
 
 
