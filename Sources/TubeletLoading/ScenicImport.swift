@@ -206,7 +206,7 @@ public enum ScenicImport {
                                           pixelScale: 1 / 127.5, mean: [1, 1, 1], std: [1, 1, 1])
         let parameters = weights.reduce(0) { $0 + $1.tensor.count }
         let e = config.encoder
-        var summary = "scenic ViViT Model \(model): hidden \(d), tubelet \(config.tubeletSize), \(config.numFrames) frames of \(config.imageSize)², "
+        var summary = "ViViT Model \(model): hidden \(d), tubelet \(config.tubeletSize), \(config.numFrames) frames of \(config.imageSize)², "
         if let t = config.temporal {
             summary += "spatial \(e.layers) layers/\(e.heads) heads, temporal \(t.layers) layers/\(t.heads) heads, classifier \(config.classifier), "
         } else {
