@@ -10,11 +10,14 @@ biases 0.1*randn). The checkpoint is what scenic's checkpoints hold: flax.serial
 {'params': tree} (msgpack, arrays as ext type 1).
 
 Fixtures, under Tests/TubeletModelsTests/Fixtures/vivit_scenic/<name>/ each with
-checkpoint.msgpack, clip.safetensors (``clip`` [3, T, H, W]) and expected.safetensors (``logits``):
+checkpoint.msgpack, clip.safetensors (``clip`` [3, T, H, W]; model2_gap reuses model2's) and
+expected.safetensors (``logits``):
   model2       factorised encoder, 'token' classifier: hidden 32, spatial 2 layers / 2 heads / mlp 64,
                temporal 2 layers / 4 heads / mlp 48, tubelet (t,h,w) = (2,8,8), 8 frames of 32x32, 5 classes
   model3       factorised self-attention ('time_space'), 'gap': hidden 32, 2 layers, 2 heads, mlp 64, 4 classes
   model4       factorised dot-product (4 heads: 2 over t, 2 over hw), 'gap': hidden 32, 2 layers, mlp 64, 3 classes
+  model2_gap   factorised encoder with scenic's 'gap' classifier (no cls tokens; mean over tokens after
+               each encoder_norm): spatial 2 layers / 4 heads / mlp 64, temporal 1 layer / 2 heads / mlp 32, 3 classes
 
 Usage: python3 tools/make_vivit_fixtures.py [--out DIR]
 """
@@ -29,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 from flax.traverse_util import flatten_dict, unflatten_dict
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vivit_scenic_reference as ref  # noqa: E402
@@ -64,8 +67,11 @@ def randomise(params, rng):
     return unflatten_dict(out)
 
 
-def build(name, module, rng, out_dir):
-    clip = rng.standard_normal((3, FRAMES, SIZE, SIZE)).astype(np.float32)
+def build(name, module, rng, out_dir, clip=None):
+    """clip: an earlier fixture's clip to reuse (then no clip.safetensors of its own, to keep the size down)."""
+    own_clip = clip is None
+    if own_clip:
+        clip = rng.standard_normal((3, FRAMES, SIZE, SIZE)).astype(np.float32)
     x = jnp.asarray(clip.transpose(1, 2, 3, 0)[None])  # [1, T, H, W, C]
     params = module.init(jax.random.PRNGKey(0), x)['params']
     params = randomise(jax.tree_util.tree_map(np.asarray, params), rng)
@@ -74,7 +80,8 @@ def build(name, module, rng, out_dir):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, 'checkpoint.msgpack'), 'wb') as f:
         f.write(serialization.to_bytes({'params': params}))
-    save_file({'clip': clip}, os.path.join(directory, 'clip.safetensors'))
+    if own_clip:
+        save_file({'clip': clip}, os.path.join(directory, 'clip.safetensors'))
     save_file({'logits': logits}, os.path.join(directory, 'expected.safetensors'))
     print(name, 'logits', np.round(logits, 4), 'params', sum(v.size for v in flatten_dict(params).values()))
 
@@ -91,6 +98,9 @@ def main():
                                         num_heads=2, attention_type='factorized_self_attention_block'), rng, args.out)
     build('model4', ref.ViViTFactorised(num_classes=3, hidden=HIDDEN, tubelet=TUBELET, mlp_dim=64, num_layers=2,
                                         num_heads=4, attention_type='factorized_dot_product_attention'), rng, args.out)
+    build('model2_gap', ref.ViViTFactorisedEncoder(num_classes=3, hidden=HIDDEN, tubelet=TUBELET,
+                                                   spatial=(64, 2, 4), temporal=(32, 1, 2), classifier='gap'), rng, args.out,
+          clip=load_file(os.path.join(args.out, 'model2', 'clip.safetensors'))['clip'])
 
 
 if __name__ == '__main__':
