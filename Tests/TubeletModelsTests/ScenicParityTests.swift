@@ -75,6 +75,39 @@ final class ScenicParityTests: XCTestCase {
         XCTAssertEqual(vivit.temporalLogits(whole).array, model.logits(clip).array)
     }
 
+    /// Model 2 with scenic's 'gap' classifier: no cls tokens, each encoder's tokens averaged after encoder_norm.
+    func testModel2GapClassifier() throws {
+        let (model, _) = try load("model2_gap", model: 2)
+        guard case .scenicViViT(let vivit) = model.network else { return XCTFail("not a scenic ViViT") }
+        XCTAssertEqual(vivit.config.classifier, "gap")
+        XCTAssertNil(vivit.spatialCls)
+        XCTAssertEqual(vivit.config.temporal, .init(layers: 1, heads: 2, mlpDim: 32))
+        let clip = try tensor("model2/clip.safetensors", "clip")  // model2_gap shares model2's clip
+        assertParity(model.logits(clip), try tensor("model2_gap/expected.safetensors", "logits"), "model 2 gap")
+    }
+
+    /// The tree may sit under `optimizer/target` (older scenic train states) and the standard block's
+    /// children may be numbered per type (flax ≥ 0.7 auto-names: LayerNorm_0, LayerNorm_1,
+    /// MultiHeadDotProductAttention_0, MlpBlock_0): the same weights, the same logits.
+    func testOtherTreeRootsAndBlockNumbering() throws {
+        let path = Self.fixtures.appendingPathComponent("model4/checkpoint.msgpack").path
+        let renames = [("params/", "optimizer/target/"), ("/LayerNorm_2/", "/LayerNorm_1/"),
+                       ("/MultiHeadDotProductAttention_1/", "/MultiHeadDotProductAttention_0/"), ("/MlpBlock_3/", "/MlpBlock_0/")]
+        let tensors = try FlaxCheckpoint.read(path: path).map { entry in
+            (name: renames.reduce(entry.name) { $0.replacingOccurrences(of: $1.0, with: $1.1) }, tensor: entry.tensor)
+        }
+        XCTAssertTrue(tensors.contains { $0.name == "optimizer/target/Transformer/encoderblock_1/LayerNorm_1/scale" })
+        let renamed = try ScenicImport.convert(tensors, path: path, model: 4, options: .init(numFrames: 8))
+        let original = try ScenicImport.importCheckpoint(path: path, model: 4, options: .init(numFrames: 8))
+        XCTAssertEqual(renamed.weights.map(\.name), original.weights.map(\.name))
+        for (a, b) in zip(renamed.weights, original.weights) { XCTAssertEqual(a.tensor.array, b.tensor.array, a.name) }
+        // A stray tensor is reported, not ignored.
+        let extra = tensors + [(name: "optimizer/target/Transformer/extra/kernel", tensor: tensors[0].tensor)]
+        XCTAssertThrowsError(try ScenicImport.convert(extra, path: path, model: 4, options: .init(numFrames: 8))) { error in
+            XCTAssertTrue("\(error)".contains("does not use"), "\(error)")
+        }
+    }
+
     func testModel3FactorisedSelfAttention() throws {
         let (vivit, logits, expected) = try run("model3", model: 3)
         XCTAssertEqual(vivit.config.variant, .factorisedSelfAttention)
