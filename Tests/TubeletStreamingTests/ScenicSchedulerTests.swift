@@ -78,4 +78,26 @@ final class ScenicSchedulerTests: XCTestCase {
         for frame in video.prefix(16) { first = fresh.push(frame: frame) ?? first }
         XCTAssertEqual(try XCTUnwrap(first).logits, model.logits(clip).array)
     }
+
+    /// Models 3 and 4 reuse per-tubelet embeddings only (their attention mixes time): still bit for bit.
+    func testModels3And4ExactEqualsNone() throws {
+        let reader = try VideoFileReader(path: try encodeVideo(seconds: 3), geometry: .shortSideCenterCrop(shortSide: 32, crop: 32), frameStride: 2)
+        var video: [Frame] = []
+        while let frame = try reader.next() { video.append(frame) }
+        for variant in [ScenicViViTConfig.Variant.factorisedSelfAttention, .factorisedDotProduct] {
+            let config = ScenicViViTConfig(variant: variant, imageSize: 32, numFrames: 8, tubeletSize: [2, 8, 8], hiddenSize: 32,
+                                           numClasses: 4, encoder: .init(layers: 2, heads: 4, mlpDim: 64))
+            let model = try writeModel(config)
+            let none = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 8, frameStride: 2, hop: 2, reuse: .none))
+            let exact = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 8, frameStride: 2, hop: 2, reuse: .exact))
+            var clips = 0
+            for frame in video {
+                let a = none.push(frame: frame), b = exact.push(frame: frame)
+                guard let a, let b else { continue }
+                XCTAssertEqual(a.logits, b.logits, "Model \(variant.rawValue), clip \(a.sequence)")
+                clips += 1
+            }
+            XCTAssertEqual(clips, (video.count - 8) / 2 + 1)
+        }
+    }
 }
