@@ -25,7 +25,9 @@ public enum HFImport {
         public let summary: String
         public let timesformer: TimeSformerConfig?
         public let vivit: ViViTConfig?
-        public var numClasses: Int { timesformer?.numClasses ?? vivit!.numClasses }
+        /// ViViT Models 2-4 from a scenic (flax) checkpoint (ScenicImport).
+        public var scenic: ScenicViViTConfig? = nil
+        public var numClasses: Int { timesformer?.numClasses ?? vivit?.numClasses ?? scenic!.numClasses }
     }
 
     /// Whether `path` is a directory holding a Hugging Face `config.json`.

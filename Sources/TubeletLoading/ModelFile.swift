@@ -8,6 +8,8 @@ public struct TubeletModel: Sendable {
         case videoSwin(VideoSwin)
         case timesformer(TimeSformer)
         case vivit(ViViT)
+        /// ViViT Models 2-4 from scenic checkpoints.
+        case scenicViViT(ScenicViViT)
     }
     public let network: Network
     public let labels: [String]
@@ -19,6 +21,7 @@ public struct TubeletModel: Sendable {
         case .videoSwin: return ModelFile.videoSwinArchitecture
         case .timesformer: return ModelFile.timesformerArchitecture
         case .vivit: return ModelFile.vivitArchitecture
+        case .scenicViViT: return ModelFile.scenicViViTArchitecture
         }
     }
 
@@ -27,6 +30,7 @@ public struct TubeletModel: Sendable {
         case .videoSwin(let model): return model.config.numClasses
         case .timesformer(let model): return model.config.numClasses
         case .vivit(let model): return model.config.numClasses
+        case .scenicViViT(let model): return model.config.numClasses
         }
     }
 
@@ -38,6 +42,7 @@ public struct TubeletModel: Sendable {
         case .videoSwin(let model): return model(clip)
         case .timesformer(let model): return model(clip)
         case .vivit(let model): return model(clip)
+        case .scenicViViT(let model): return model(clip)
         }
     }
 
@@ -50,6 +55,7 @@ public struct TubeletModel: Sendable {
             return shape[0] == model.config.inChannels ? nil : "expected \(model.config.inChannels) channels, got \(shape[0])"
         case .timesformer(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
         case .vivit(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
+        case .scenicViViT(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
         }
     }
 
@@ -59,6 +65,7 @@ public struct TubeletModel: Sendable {
         case .videoSwin(let model): return model.flops(frames: frames, height: height, width: width) / 1e9
         case .timesformer(let model): return model.flops(frames: frames) / 1e9
         case .vivit(let model): return model.flops() / 1e9
+        case .scenicViViT(let model): return model.flops() / 1e9
         }
     }
 
@@ -83,6 +90,8 @@ public enum ModelFile {
     public static let timesformerArchitecture = "timesformer"
     /// ViViT Model 1, weights under transformers' save_pretrained names (`vivit.encoder.layer.N.*`).
     public static let vivitArchitecture = "vivit"
+    /// ViViT Models 2-4 (scenic), weights under the flax paths with kernels as [out, in] (ScenicImport).
+    public static let scenicViViTArchitecture = ScenicImport.architecture
 
     /// A config as the model file stores it: JSON with sorted keys.
     public static func encodeConfig<Config: Encodable>(_ config: Config) throws -> String {
@@ -149,8 +158,13 @@ public enum ModelFile {
             try HFImport.validate(config, path: path)
             return TubeletModel(network: .vivit(try ViViT(config: config, weights: weights)),
                                 labels: labels, preprocessing: preprocessing, path: path)
+        case scenicViViTArchitecture:
+            let config = try decode(ScenicViViTConfig.self, configKey)
+            if let problem = config.problem { throw fail("invalid vivit_scenic config: \(problem)") }
+            return TubeletModel(network: .scenicViViT(try ScenicViViT(config: config, weights: weights)),
+                                labels: labels, preprocessing: preprocessing, path: path)
         default:
-            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture), \(timesformerArchitecture), \(vivitArchitecture))")
+            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture), \(timesformerArchitecture), \(vivitArchitecture), \(scenicViViTArchitecture))")
         }
     }
 

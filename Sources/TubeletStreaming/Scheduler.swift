@@ -370,16 +370,21 @@ public final class ClipScheduler {
 /// or ViViT tubelet, one TimeSformer frame), that unit's embedding, and the network on the
 /// units of a clip concatenated in time. Units never mix frames across their boundaries, so
 /// `exact` reuse of them is bit-for-bit what `none` computes (both embed unit by unit).
+/// For ViViT Model 2 (factorised encoder) a unit's "embedding" runs the spatial encoder too: it sees
+/// only its own tubelet, so `exact` reuses each tubelet's spatial output [1, d] and reruns only the
+/// temporal encoder per label.
 enum Backbone {
     case swin(VideoSwin)
     case timesformer(TimeSformer)
     case vivit(ViViT)
+    case scenic(ScenicViViT)
 
     init(_ network: TubeletModel.Network) {
         switch network {
         case .videoSwin(let model): self = .swin(model)
         case .timesformer(let model): self = .timesformer(model)
         case .vivit(let model): self = .vivit(model)
+        case .scenicViViT(let model): self = .scenic(model)
         }
     }
 
@@ -388,6 +393,7 @@ enum Backbone {
         case .swin(let model): return model.config.patchSize[0]
         case .timesformer: return 1
         case .vivit(let model): return model.config.tubeletSize[0]
+        case .scenic(let model): return model.config.tubeletSize[0]
         }
     }
 
@@ -397,6 +403,9 @@ enum Backbone {
         case .swin(let model): return model.embedPatches(frames).0
         case .timesformer(let model): return model.embedPatches(frames)
         case .vivit(let model): return model.embedTubelets(frames)
+        case .scenic(let model):
+            let tokens = model.embedTubelets(frames)
+            return model.config.variant == .factorisedEncoder ? model.spatialTokens(tokens) : tokens
         }
     }
 
@@ -406,6 +415,8 @@ enum Backbone {
         case .swin(let model): return model.forward(tokens: tokens, grid: Array(tokens.shape.prefix(3)))
         case .timesformer(let model): return model.forward(patchEmbeddings: tokens)
         case .vivit(let model): return model.forward(tubeletEmbeddings: tokens)
+        case .scenic(let model):
+            return model.config.variant == .factorisedEncoder ? model.temporalLogits(tokens) : model.forward(tubeletEmbeddings: tokens)
         }
     }
 
@@ -418,6 +429,7 @@ enum Backbone {
                 - 2 * Double(tokens) * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
         case .timesformer(let model): return model.flops(frames: clipFrames) - model.embedFlops(frames: clipFrames)
         case .vivit(let model): return model.flops() - model.embedFlops(frames: model.config.numFrames)
+        case .scenic(let model): return model.networkFlops()
         }
     }
 
@@ -427,6 +439,13 @@ enum Backbone {
         case .swin(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
         case .timesformer(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
         case .vivit(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .scenic(let model):
+            guard model.config.variant == .factorisedEncoder else {
+                return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+            }
+            // tokens: [k, d] spatial outputs of k tubelets, each embedded and through the spatial encoder.
+            let k = tokens.shape[0]
+            return Double(k) * (model.embedFlops(frames: model.config.tubeletSize[0]) + model.spatialFlopsPerIndex())
         }
     }
 }

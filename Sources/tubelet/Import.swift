@@ -9,16 +9,31 @@ struct Import: ParsableCommand {
 
     @Argument(help: """
         torchvision swin3d_* state dict, official Video-Swin-Transformer checkpoint, original \
-        facebookresearch TimeSformer .pyth/.pth, or a Hugging Face TimeSformer/ViViT directory \
-        (config.json + model.safetensors or pytorch_model.bin).
+        facebookresearch TimeSformer .pyth/.pth, a Hugging Face TimeSformer/ViViT directory \
+        (config.json + model.safetensors or pytorch_model.bin), or a scenic ViViT flax checkpoint \
+        (.msgpack) with --vivit-model.
         """) var source: String
     @Option(name: .shortAndLong, help: "Model file to write (.safetensors).") var output: String
     @Option(help: "Class names, one per line (e.g. Config/kinetics400_labels.txt).") var labels: String?
     @Option(help: "Frames per clip for the preprocessing recipe.") var frames: Int?
     @Option(help: "Frame stride for the preprocessing recipe.") var frameStride: Int?
     @Option(help: "Attention heads of an original TimeSformer checkpoint (not in its tensors; default hidden/64).") var heads: Int?
+    @Option(help: "scenic ViViT checkpoint (flax msgpack): 2 (factorised encoder), 3 (factorised self-attention) or 4 (factorised dot-product).") var vivitModel: Int?
+    @Option(help: "scenic ViViT: JSON with what the checkpoint does not say: {\"numFrames\": 32 (Models 3, 4; default 32), \"imageSize\": N (default: square grid from the position embedding), \"layerNormEps\": 1e-6}.") var config: String?
 
     func run() throws {
+        if let vivitModel {
+            var options = ScenicImport.Options()
+            if let config {
+                do { options = try JSONDecoder().decode(ScenicImport.Options.self, from: Data(config.utf8)) } catch {
+                    fail("--config: not valid JSON options (numFrames, imageSize, layerNormEps): \(error)")
+                }
+            }
+            runHF { _ in try ScenicImport.importCheckpoint(path: source, model: vivitModel, options: options) }
+            return
+        }
+        if config != nil { fail("--config goes with --vivit-model") }
+        if source.hasSuffix(".msgpack") { fail("\(source): a flax checkpoint; say which ViViT it is with --vivit-model 2|3|4") }
         if HFImport.isHFDirectory(source) {
             runHF { try HFImport.importDirectory(path: source, progress: $0) }
             return
