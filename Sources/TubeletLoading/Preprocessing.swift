@@ -35,7 +35,7 @@ public struct Preprocessing: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(frames: try c.decode(Int.self, forKey: .frames), frameStride: try c.decode(Int.self, forKey: .frameStride),
                   resizeShortSide: try c.decode(Int.self, forKey: .resizeShortSide), cropSize: try c.decode(Int.self, forKey: .cropSize),
-                  pixelScale: try c.decode(Float.self, forKey: .pixelScale), mean: try c.decode([Float].self, forKey: .mean),
+                  pixelScale: try c.decodeIfPresent(Float.self, forKey: .pixelScale) ?? 1.0 / 255, mean: try c.decode([Float].self, forKey: .mean),
                   std: try c.decode([Float].self, forKey: .std),
                   subtractFrameMean: try c.decodeIfPresent(Bool.self, forKey: .subtractFrameMean) ?? false)
     }

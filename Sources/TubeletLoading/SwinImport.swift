@@ -39,8 +39,8 @@ public enum SwinImport {
         init(_ value: PickleValue, path: String) throws {
             func fail(_ message: String) -> LoadError { LoadError(file: path, offset: nil, message: "checkpoint entry 'tubelet': \(message)") }
             guard let object = value.jsonObject as? [String: Any] else { throw fail("expected a dict of plain values") }
-            for key in object.keys where !["streaming", "labels", "preprocessing", "config"].contains(key) {
-                throw fail("unknown key '\(key)' (expected streaming, labels, preprocessing, config)")
+            for key in object.keys where !["streaming", "labels", "preprocessing", "config", "heldout_top1"].contains(key) {
+                throw fail("unknown key '\(key)' (expected streaming, labels, preprocessing, config, heldout_top1)")
             }
             if let config = object["config"] {
                 guard let fields = config as? [String: Any] else { throw fail("'config' must be a dict") }
