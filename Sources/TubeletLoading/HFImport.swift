@@ -27,7 +27,9 @@ public enum HFImport {
         public let vivit: ViViTConfig?
         /// ViViT Models 2-4 from a scenic (flax) checkpoint (ScenicImport).
         public var scenic: ScenicViViTConfig? = nil
-        public var numClasses: Int { timesformer?.numClasses ?? vivit?.numClasses ?? scenic!.numClasses }
+        /// UniFormer from an official checkpoint (UniFormerImport).
+        public var uniformer: UniFormerConfig? = nil
+        public var numClasses: Int { timesformer?.numClasses ?? vivit?.numClasses ?? scenic?.numClasses ?? uniformer!.numClasses }
     }
 
     /// Whether `path` is a directory holding a Hugging Face `config.json`.

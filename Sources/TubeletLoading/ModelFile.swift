@@ -10,6 +10,7 @@ public struct TubeletModel: Sendable {
         case vivit(ViViT)
         /// ViViT Models 2-4 from scenic checkpoints.
         case scenicViViT(ScenicViViT)
+        case uniformer(UniFormer)
     }
     public let network: Network
     public let labels: [String]
@@ -22,6 +23,7 @@ public struct TubeletModel: Sendable {
         case .timesformer: return ModelFile.timesformerArchitecture
         case .vivit: return ModelFile.vivitArchitecture
         case .scenicViViT: return ModelFile.scenicViViTArchitecture
+        case .uniformer: return ModelFile.uniformerArchitecture
         }
     }
 
@@ -31,6 +33,7 @@ public struct TubeletModel: Sendable {
         case .timesformer(let model): return model.config.numClasses
         case .vivit(let model): return model.config.numClasses
         case .scenicViViT(let model): return model.config.numClasses
+        case .uniformer(let model): return model.config.numClasses
         }
     }
 
@@ -43,6 +46,7 @@ public struct TubeletModel: Sendable {
         case .timesformer(let model): return model(clip)
         case .vivit(let model): return model(clip)
         case .scenicViViT(let model): return model(clip)
+        case .uniformer(let model): return model(clip)
         }
     }
 
@@ -56,6 +60,7 @@ public struct TubeletModel: Sendable {
         case .timesformer(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
         case .vivit(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
         case .scenicViViT(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
+        case .uniformer(let model): return model.inputProblem(channels: shape[0], frames: shape[1], height: shape[2], width: shape[3])
         }
     }
 
@@ -66,6 +71,7 @@ public struct TubeletModel: Sendable {
         case .timesformer(let model): return model.flops(frames: frames) / 1e9
         case .vivit(let model): return model.flops() / 1e9
         case .scenicViViT(let model): return model.flops() / 1e9
+        case .uniformer(let model): return model.flops(frames: frames, height: height, width: width) / 1e9
         }
     }
 
@@ -92,6 +98,8 @@ public enum ModelFile {
     public static let vivitArchitecture = "vivit"
     /// ViViT Models 2-4 (scenic), weights under the flax paths with kernels as [out, in] (ScenicImport).
     public static let scenicViViTArchitecture = ScenicImport.architecture
+    /// UniFormer (official video model), weights under the official names (UniFormerImport).
+    public static let uniformerArchitecture = UniFormerImport.architecture
 
     /// A config as the model file stores it: JSON with sorted keys.
     public static func encodeConfig<Config: Encodable>(_ config: Config) throws -> String {
@@ -163,8 +171,13 @@ public enum ModelFile {
             if let problem = config.problem { throw fail("invalid vivit_scenic config: \(problem)") }
             return TubeletModel(network: .scenicViViT(try ScenicViViT(config: config, weights: weights)),
                                 labels: labels, preprocessing: preprocessing, path: path)
+        case uniformerArchitecture:
+            let config = try decode(UniFormerConfig.self, configKey)
+            if let problem = config.problem { throw fail("invalid uniformer config: \(problem)") }
+            return TubeletModel(network: .uniformer(try UniFormer(config: config, weights: weights)),
+                                labels: labels, preprocessing: preprocessing, path: path)
         default:
-            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture), \(timesformerArchitecture), \(vivitArchitecture), \(scenicViViTArchitecture))")
+            throw fail("unknown architecture '\(architecture)' (this build knows \(videoSwinArchitecture), \(timesformerArchitecture), \(vivitArchitecture), \(scenicViViTArchitecture), \(uniformerArchitecture))")
         }
     }
 

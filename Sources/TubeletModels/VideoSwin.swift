@@ -636,7 +636,7 @@ public struct VideoSwin: Sendable {
 }
 
 /// Seeded random weights of a plausible scale, for benchmarks and tests of topologies without a
-/// checkpoint: LayerNorm weights 1 ± 0.2, relative position bias tables U(±1) (so that they matter),
+/// checkpoint: LayerNorm weights and BatchNorm variances 1 ± 0.2, relative position bias tables U(±1) (so that they matter),
 /// matrices U(±1.7/√fan_in), biases U(±0.1).
 public func randomWeights(seed: UInt64) -> WeightProvider {
     var generator = SplitMix64(seed: seed)
@@ -645,7 +645,7 @@ public func randomWeights(seed: UInt64) -> WeightProvider {
         let fanIn = shape.count > 1 ? shape.dropFirst().reduce(1, *) : 1
         // value = offset + scale · U(±1), decided once per tensor.
         let (offset, scale): (Float, Float)
-        if name.contains("norm") && name.hasSuffix("weight") { (offset, scale) = (1, 0.2) }
+        if name.contains("norm") && name.hasSuffix("weight") || name.hasSuffix("running_var") { (offset, scale) = (1, 0.2) }
         else if name.contains("relative_position_bias_table") { (offset, scale) = (0, 1) }
         else { (offset, scale) = (0, shape.count > 1 ? 1.7 / Float(fanIn).squareRoot() : 0.1) }
         for i in 0..<t.count { t[i] = offset + scale * Float.random(in: -1...1, using: &generator) }

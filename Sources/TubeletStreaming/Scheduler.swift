@@ -82,6 +82,11 @@ public final class ClipScheduler {
     /// clip's tubelets by tubelet index.
     private var pendingFrames: [Tensor] = []
     private var embeddings: [(tubelet: Int, tokens: Tensor)] = []
+    /// `exact` for families whose embedding reads frames before its unit (UniFormer): those frames,
+    /// and each embedded unit's own frames (a clip's first unit is embedded again against the clip's
+    /// zero padding).
+    private var precedingFrames: [Tensor] = []
+    private var unitFrames: [Tensor] = []
     /// `kv`: the stream through a streaming-native model.
     private var stream: SwinStream?
     /// `kv` with `approximate`: cached tiles of a clip-trained model, and labels since the last refresh.
@@ -149,6 +154,8 @@ public final class ClipScheduler {
         timestamps.removeAll()
         pendingFrames.removeAll()
         embeddings.removeAll()
+        precedingFrames.removeAll()
+        unitFrames.removeAll()
         stream = nil
         approximation = nil
         labelsSinceRefresh = 0
@@ -199,11 +206,16 @@ public final class ClipScheduler {
         let frames = concatenateFrames(pendingFrames)
         switch settings.reuse {
         case .exact, .kv where settings.approximate:
-            let tokens = backbone.embed(frames)
+            let tokens = precedingFrames.isEmpty ? backbone.embed(frames)
+                : backbone.embed(concatenateFrames(precedingFrames + pendingFrames), context: precedingFrames.count)
             pendingFlops += backbone.embedFlops(tokens)
             embeddings.append((tubelet, tokens))
             let clipTubelets = settings.clipFrames / tubeletFrames
             if embeddings.count > clipTubelets { embeddings.removeFirst(embeddings.count - clipTubelets) }
+            if backbone.contextFrames > 0 {
+                precedingFrames = Array(pendingFrames.suffix(backbone.contextFrames))
+                unitFrames = Array((unitFrames + [frames]).suffix(clipTubelets))
+            }
         case .kv:
             if stream == nil {
                 stream = SwinStream(model: swin!, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
@@ -233,7 +245,8 @@ public final class ClipScheduler {
             var start = 0
             while start < settings.clipFrames {
                 let count = min(tubeletFrames, settings.clipFrames - start)
-                let tokens = backbone.embed(sliceFrames(clip, start..<(start + count)))
+                let context = min(backbone.contextFrames, start)
+                let tokens = backbone.embed(sliceFrames(clip, (start - context)..<(start + count)), context: context)
                 pendingFlops += backbone.embedFlops(tokens)
                 tokenSlices.append(tokens)
                 start += count
@@ -241,7 +254,12 @@ public final class ClipScheduler {
             due.tokens = stackSlices(tokenSlices)
         case .exact:
             precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstFrame / tubeletFrames)
-            due.tokens = stackSlices(embeddings.map(\.tokens))
+            var slices = embeddings.map(\.tokens)
+            if backbone.contextFrames > 0 {
+                slices[0] = backbone.embed(unitFrames[0])
+                pendingFlops += backbone.embedFlops(slices[0])
+            }
+            due.tokens = stackSlices(slices)
         case .kv where settings.approximate:
             due.logits = approximateLogits(clipTubelets: clipTubelets, firstTubelet: firstFrame / tubeletFrames)
         case .kv:
@@ -373,11 +391,15 @@ public final class ClipScheduler {
 /// For ViViT Model 2 (factorised encoder) a unit's "embedding" runs the spatial encoder too: it sees
 /// only its own tubelet, so `exact` reuses each tubelet's spatial output [1, d] and reruns only the
 /// temporal encoder per label.
+/// UniFormer's first patch embedding (kernel 3, stride 2, padding 1 in time) reads one frame before
+/// its unit of two (`contextFrames`): inside a clip that is the previous frame, at the clip's start
+/// zero padding, so `exact` embeds the clip's first unit again.
 enum Backbone {
     case swin(VideoSwin)
     case timesformer(TimeSformer)
     case vivit(ViViT)
     case scenic(ScenicViViT)
+    case uniformer(UniFormer)
 
     init(_ network: TubeletModel.Network) {
         switch network {
@@ -385,6 +407,7 @@ enum Backbone {
         case .timesformer(let model): self = .timesformer(model)
         case .vivit(let model): self = .vivit(model)
         case .scenicViViT(let model): self = .scenic(model)
+        case .uniformer(let model): self = .uniformer(model)
         }
     }
 
@@ -394,12 +417,22 @@ enum Backbone {
         case .timesformer: return 1
         case .vivit(let model): return model.config.tubeletSize[0]
         case .scenic(let model): return model.config.tubeletSize[0]
+        case .uniformer: return UniFormer.tubeletFrames
         }
     }
 
-    /// frames: [3, tubeletFrames, H, W] → one time slice of tokens, [1, …, C].
-    func embed(_ frames: Tensor) -> Tensor {
+    /// Frames before a unit that its embedding reads.
+    var contextFrames: Int {
+        if case .uniformer = self { return UniFormer.contextFrames }
+        return 0
+    }
+
+    /// frames: [3, context + tubeletFrames, H, W] → one time slice of tokens, [1, …, C]; the first
+    /// `context` frames (at most `contextFrames`) precede the unit.
+    func embed(_ frames: Tensor, context: Int = 0) -> Tensor {
+        precondition(context <= contextFrames)
         switch self {
+        case .uniformer(let model): return model.embedPatches(frames, contextFrames: context)
         case .swin(let model): return model.embedPatches(frames).0
         case .timesformer(let model): return model.embedPatches(frames)
         case .vivit(let model): return model.embedTubelets(frames)
@@ -417,6 +450,7 @@ enum Backbone {
         case .vivit(let model): return model.forward(tubeletEmbeddings: tokens)
         case .scenic(let model):
             return model.config.variant == .factorisedEncoder ? model.temporalLogits(tokens) : model.forward(tubeletEmbeddings: tokens)
+        case .uniformer(let model): return model.forward(tokens: tokens)
         }
     }
 
@@ -430,6 +464,9 @@ enum Backbone {
         case .timesformer(let model): return model.flops(frames: clipFrames) - model.embedFlops(frames: clipFrames)
         case .vivit(let model): return model.flops() - model.embedFlops(frames: model.config.numFrames)
         case .scenic(let model): return model.networkFlops()
+        case .uniformer(let model):
+            let tokens = model.tokenGrid(frames: clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
+            return model.flops(frames: clipFrames, height: geometry.height, width: geometry.width) - model.embedFlops(tokens: tokens)
         }
     }
 
@@ -439,6 +476,7 @@ enum Backbone {
         case .swin(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
         case .timesformer(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
         case .vivit(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
+        case .uniformer(let model): return model.embedFlops(tokens: Int(rows))
         case .scenic(let model):
             guard model.config.variant == .factorisedEncoder else {
                 return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)

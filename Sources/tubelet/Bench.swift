@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
         abstract: "Seconds per clip and GFLOP/s for a model file or a topology with random weights.")
 
     @Option(help: "A Tubelet model file to time (default: --topology with random weights).") var model: String?
-    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16) or vivit_b (Model 1, tubelet 2x16x16); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
+    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16), vivit_b (Model 1, tubelet 2x16x16), uniformer_s or uniformer_b (400 classes); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
     @Option(help: "Frames per clip.") var frames = 16
     @Option(help: "Height and width of the clip.") var size = 224
     @Option(name: .customLong("repeat"), help: "Timed runs after one warm-up; the best is reported.") var repeats = 3
@@ -33,7 +33,10 @@ struct Bench: ParsableCommand {
         if let path = self.model {
             let loaded: TubeletModel
             do { loaded = try ModelFile.load(path: path) } catch { fail("\(error)") }
-            guard case .videoSwin(let swin) = loaded.network else { fail("\(path): bench times Video Swin models") }
+            if case .uniformer(let uniformer) = loaded.network, !streaming {
+                return timeUniFormer(uniformer, name: URL(fileURLWithPath: path).lastPathComponent)
+            }
+            guard case .videoSwin(let swin) = loaded.network else { fail("\(path): bench times Video Swin and UniFormer models") }
             guard swin.config.streaming == streaming else {
                 fail("\(path) is \(swin.config.streaming ? "" : "not ")streaming-native: \(streaming ? "drop" : "add") --streaming")
             }
@@ -45,7 +48,11 @@ struct Bench: ParsableCommand {
             case "swin3d_s": config = .swin3dS()
             case "swin3d_b": config = .swin3dB()
             case "timesformer_b", "vivit_b": return try benchViT()
-            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b or vivit_b)")
+            case "uniformer_s", "uniformer_b":
+                if streaming { fail("--streaming is for Video Swin topologies") }
+                let config: UniFormerConfig = topology == "uniformer_s" ? .small() : .base()
+                return timeUniFormer(try UniFormer(config: config, weights: randomWeights(seed: 0)), name: topology)
+            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b, vivit_b, uniformer_s or uniformer_b)")
             }
             config.streaming = streaming
             (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
@@ -80,6 +87,15 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// A UniFormer (random-weight topology or model file), full clips.
+    func timeUniFormer(_ model: UniFormer, name: String) {
+        var generator = SplitMix64(seed: 1)
+        let clip = Tensor(uninitialized: [3, frames, size, size])
+        for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
+        if let problem = model.inputProblem(channels: 3, frames: frames, height: size, width: size) { fail(problem) }
+        time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
+    }
+
     /// TimeSformer-B (divided space-time) or ViViT-B Model 1 with random weights, full clips.
     func benchViT() throws {
         if streaming { fail("--streaming is for Video Swin topologies") }

@@ -10,8 +10,9 @@ struct Import: ParsableCommand {
     @Argument(help: """
         torchvision swin3d_* state dict, official Video-Swin-Transformer checkpoint, original \
         facebookresearch TimeSformer .pyth/.pth, a Hugging Face TimeSformer/ViViT directory \
-        (config.json + model.safetensors or pytorch_model.bin), or a scenic ViViT flax checkpoint \
-        (.msgpack) with --vivit-model.
+        (config.json + model.safetensors or pytorch_model.bin), a scenic ViViT flax checkpoint \
+        (.msgpack) with --vivit-model, or an official UniFormer video checkpoint (.pth, plain or \
+        {'model_state': ...}).
         """) var source: String
     @Option(name: .shortAndLong, help: "Model file to write (.safetensors).") var output: String
     @Option(help: "Class names, one per line (e.g. Config/kinetics400_labels.txt).") var labels: String?
@@ -19,7 +20,7 @@ struct Import: ParsableCommand {
     @Option(help: "Frame stride for the preprocessing recipe.") var frameStride: Int?
     @Option(help: "Attention heads of an original TimeSformer checkpoint (not in its tensors; default hidden/64).") var heads: Int?
     @Option(help: "scenic ViViT checkpoint (flax msgpack): 2 (factorised encoder), 3 (factorised self-attention) or 4 (factorised dot-product).") var vivitModel: Int?
-    @Option(help: "scenic ViViT: JSON with what the checkpoint does not say: {\"numFrames\": 32 (Models 3, 4; default 32), \"imageSize\": N (default: square grid from the position embedding), \"layerNormEps\": 1e-6}.") var config: String?
+    @Option(help: "JSON with what the checkpoint does not say. scenic ViViT: {\"numFrames\": 32 (Models 3, 4; default 32), \"imageSize\": N (default: square grid from the position embedding), \"layerNormEps\": 1e-6}. UniFormer: {\"headDim\": 64 (default)}.") var config: String?
 
     func run() throws {
         if let vivitModel {
@@ -32,9 +33,9 @@ struct Import: ParsableCommand {
             runHF { _ in try ScenicImport.importCheckpoint(path: source, model: vivitModel, options: options) }
             return
         }
-        if config != nil { fail("--config goes with --vivit-model") }
         if source.hasSuffix(".msgpack") { fail("\(source): a flax checkpoint; say which ViViT it is with --vivit-model 2|3|4") }
         if HFImport.isHFDirectory(source) {
+            if config != nil { fail("--config goes with --vivit-model or a UniFormer checkpoint") }
             runHF { try HFImport.importDirectory(path: source, progress: $0) }
             return
         }
@@ -42,6 +43,13 @@ struct Import: ParsableCommand {
         let imported: SwinImport.Imported
         do {
             let (tensors, extras) = try SwinImport.readTensors(path: source, progress: progress.update)
+            if UniFormerImport.looksLikeUniFormer(tensors.map(\.name)) {
+                progress.finish()
+                let options = try config.map(UniFormerImport.Options.init(json:)) ?? UniFormerImport.Options()
+                runHF { _ in try UniFormerImport.convert(tensors, path: source, options: options) }
+                return
+            }
+            if config != nil { fail("--config goes with --vivit-model or a UniFormer checkpoint") }
             if HFImport.looksLikeOriginalTimeSformer(tensors.map(\.name)) {
                 progress.finish()
                 runHF { _ in try HFImport.convertOriginalTimeSformer(tensors, path: source, heads: heads) }
