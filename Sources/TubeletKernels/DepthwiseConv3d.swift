@@ -7,25 +7,31 @@
 /// y[t, h, w, c] = residual[t, h, w, c] + bias[c] + Σ weight[(dt·k + dh)·k + dw, c] · x[t+dt-p, h+dh-p, w+dw-p, c]
 /// with p = k/2 and zeros outside the grid. `residual` may be x itself (y = x + conv(x)); y must not alias x.
 ///
-/// Work items are (8-channel block, output frame) pairs spread over the `Parallel` pool. Each output
-/// vector of 8 channels is accumulated in registers over all taps, four neighbouring outputs along W
-/// at a time so that each weight vector is loaded once per four outputs; border outputs take the
-/// bounds-checked path. Channels beyond the last multiple of 8 take a scalar path.
+/// Work items are (channel block, output frame) pairs spread over the `Parallel` pool; blocks are 16
+/// channels (one 64-byte cache line of a token), then 8, then a scalar tail. Each output vector is
+/// accumulated in registers over all taps, four neighbouring outputs along W at a time so that each
+/// weight vector is loaded once per four outputs; border outputs take the bounds-checked path.
 public func depthwiseConv3d(_ x: UnsafePointer<Float>, grid: [Int], channels c: Int, kernel k: Int,
                             weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                             residual: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
     precondition(grid.count == 3 && k % 2 == 1 && k > 0, "grid must be [T, H, W] and the kernel odd")
     let (sizeT, sizeH, sizeW) = (grid[0], grid[1], grid[2])
-    let blocks = c / 8, tail = c - blocks * 8
-    let items = (blocks + (tail > 0 ? 1 : 0)) * sizeT
-    Parallel.forRanges(items) { range in
+    // Channel blocks as (offset, width): 16-wide, at most one 8-wide, at most one narrower tail.
+    var blocks: [(offset: Int, width: Int)] = stride(from: 0, to: c - c % 16, by: 16).map { ($0, 16) }
+    if c % 16 >= 8 { blocks.append((c - c % 16, 8)) }
+    if c % 8 > 0 { blocks.append((c - c % 8, c % 8)) }
+    Parallel.forRanges(blocks.count * sizeT) { range in
         for item in range {
-            let block = item / sizeT, t = item % sizeT
-            if block < blocks {
-                depthwiseFrame8(x, sizeT: sizeT, sizeH: sizeH, sizeW: sizeW, channels: c, offset: block * 8, t: t, kernel: k,
-                                weight: weight, bias: bias, residual: residual, into: y)
-            } else {
-                depthwiseFrameScalar(x, sizeT: sizeT, sizeH: sizeH, sizeW: sizeW, channels: c, offset: blocks * 8, count: tail,
+            let (offset, width) = blocks[item / sizeT], t = item % sizeT
+            switch width {
+            case 16:
+                depthwiseFrame(SIMD16<Float>.self, x, sizeT: sizeT, sizeH: sizeH, sizeW: sizeW, channels: c, offset: offset, t: t,
+                               kernel: k, weight: weight, bias: bias, residual: residual, into: y)
+            case 8:
+                depthwiseFrame(SIMD8<Float>.self, x, sizeT: sizeT, sizeH: sizeH, sizeW: sizeW, channels: c, offset: offset, t: t,
+                               kernel: k, weight: weight, bias: bias, residual: residual, into: y)
+            default:
+                depthwiseFrameScalar(x, sizeT: sizeT, sizeH: sizeH, sizeW: sizeW, channels: c, offset: offset, count: width,
                                      t: t, kernel: k, weight: weight, bias: bias, residual: residual, into: y)
             }
         }
@@ -39,15 +45,14 @@ public func depthwiseTaps(_ weight: UnsafePointer<Float>, channels c: Int, taps:
     }
 }
 
+/// One output frame t of the channel block [offset, offset + V.scalarCount).
 @inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-
-/// One output frame t of one 8-channel block starting at `offset`.
-private func depthwiseFrame8(_ x: UnsafePointer<Float>, sizeT: Int, sizeH: Int, sizeW: Int, channels c: Int, offset: Int,
-                             t: Int, kernel k: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                             residual: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+private func depthwiseFrame<V: SIMD>(_: V.Type, _ x: UnsafePointer<Float>, sizeT: Int, sizeH: Int, sizeW: Int, channels c: Int,
+                                     offset: Int, t: Int, kernel k: Int, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                                     residual: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) where V.Scalar == Float {
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     let p = k / 2
-    let biasVector = load8(bias + offset)
+    let biasVector = load(bias + offset)
     let dtLow = max(0, p - t), dtHigh = min(k, sizeT + p - t)
     let weights = weight + offset
     // Outputs w in [p, sizeW - p) read columns w - p ... w + p, all inside the grid.
@@ -64,15 +69,15 @@ private func depthwiseFrame8(_ x: UnsafePointer<Float>, sizeT: Int, sizeH: Int, 
                 for dh in dhLow..<dhHigh {
                     let source = x + (((t + dt - p) * sizeH + (h + dh - p)) * sizeW + (w - p)) * c + offset
                     let taps = weights + ((dt * k + dh) * k) * c
-                    for dw in dwLow..<dwHigh { acc = acc.addingProduct(load8(taps + dw * c), load8(source + dw * c)) }
+                    for dw in dwLow..<dwHigh { acc = acc.addingProduct(load(taps + dw * c), load(source + dw * c)) }
                 }
             }
             store(acc, at: rowOut + w * c)
         }
-        @inline(__always) func store(_ value: SIMD8<Float>, at index: Int) {
+        @inline(__always) func store(_ value: V, at index: Int) {
             var out = value
-            if let residual { out += load8(residual + index) }
-            UnsafeMutableRawPointer(y + index).storeBytes(of: out, as: SIMD8<Float>.self)
+            if let residual { out += load(residual + index) }
+            UnsafeMutableRawPointer(y + index).storeBytes(of: out, as: V.self)
         }
 
         var w = 0
@@ -84,11 +89,11 @@ private func depthwiseFrame8(_ x: UnsafePointer<Float>, sizeT: Int, sizeH: Int, 
                     var source = x + (((t + dt - p) * sizeH + (h + dh - p)) * sizeW + (w - p)) * c + offset
                     var taps = weights + ((dt * k + dh) * k) * c
                     for _ in 0..<k {
-                        let tap = load8(taps)
-                        a0 = a0.addingProduct(tap, load8(source))
-                        a1 = a1.addingProduct(tap, load8(source + c))
-                        a2 = a2.addingProduct(tap, load8(source + 2 * c))
-                        a3 = a3.addingProduct(tap, load8(source + 3 * c))
+                        let tap = load(taps)
+                        a0 = a0.addingProduct(tap, load(source))
+                        a1 = a1.addingProduct(tap, load(source + c))
+                        a2 = a2.addingProduct(tap, load(source + 2 * c))
+                        a3 = a3.addingProduct(tap, load(source + 3 * c))
                         source += c
                         taps += c
                     }
