@@ -121,6 +121,7 @@ struct ReuseReport {
     var wallRatioSum = 0.0, gflopRatioSum = 0.0, meanAbsDeltaPSum = 0.0
     var maxRelativeLogitDelta: Float = 0
     var wall = 0.0, referenceWall = 0.0
+    var gflop = 0.0, referenceGflop = 0.0
 
     init(mode: String, reference: String?) {
         self.mode = mode
@@ -132,6 +133,8 @@ struct ReuseReport {
         if result.top[0].index == other.top[0].index { agreements += 1 }
         wall += result.wallSeconds
         referenceWall += other.wallSeconds
+        gflop += result.gflopComputed
+        referenceGflop += other.gflopComputed
         wallRatioSum += result.wallSeconds / max(other.wallSeconds, 1e-9)
         gflopRatioSum += result.gflopComputed / max(other.gflopComputed, 1e-12)
         var delta = 0.0
@@ -155,6 +158,7 @@ struct ReuseReport {
             "top1_agreement": Double(agreements) / n, "mean_abs_delta_p": meanAbsDeltaPSum / n,
             "max_relative_logit_delta": Double(maxRelativeLogitDelta),
             "wall_ms_per_label": wall / n * 1000, "reference_wall_ms_per_label": referenceWall / n * 1000,
+            "gflop_per_label": gflop / n, "reference_gflop_per_label": referenceGflop / n,
         ]
         if jsonl {
             printJSON(["report": summary])
@@ -162,12 +166,13 @@ struct ReuseReport {
             Swift.print(String(format: """
                 reuse report: %@ beside %@ over %d labels
                   wall time per label   %.1f ms vs %.1f ms (mean ratio %.3f)
-                  GFLOP per label       mean ratio %.3f
+                  GFLOP per label       %.2f vs %.2f (mean ratio %.3f, saved %.1f%%)
                   top-1 agreement       %.1f%%
                   mean |Δp|             %.2e
                   max relative |Δlogit| %.2e
                 """, mode, reference, labels, wall / n * 1000, referenceWall / n * 1000, wallRatioSum / n,
-                gflopRatioSum / n, 100 * Double(agreements) / n, meanAbsDeltaPSum / n, Double(maxRelativeLogitDelta)))
+                gflop / n, referenceGflop / n, gflopRatioSum / n, 100 * (1 - gflop / max(referenceGflop, 1e-12)),
+                100 * Double(agreements) / n, meanAbsDeltaPSum / n, Double(maxRelativeLogitDelta)))
         }
     }
 }

@@ -180,4 +180,29 @@ final class CLITests: XCTestCase {
         try SafeTensorsWriter.write([.init(name: "clip", tensor: Tensor(zeros: [3, 4, 16, 16]))], metadata: [:], to: clip)
         assertOneLineError(try tubelet(["infer", "--model", model, "--clip", clip]), naming: "small.safetensors", saying: "32x32")
     }
+
+    /// `tubelet import` of official UniFormer checkpoints (plain and {'model_state': …}) with the head
+    /// width from --config, then `tubelet infer --clip`, against the official model's logits.
+    func testImportThenInferUniFormerMatchesOfficialModel() throws {
+        let root = Self.fixtures.deletingLastPathComponent().appendingPathComponent("uniformer")
+        for (name, headDim) in [("plain_8f", 8), ("split_16f_nonsquare", 8)] {
+            let checkpoint = root.appendingPathComponent("\(name)/checkpoint.pth").path
+            let model = scratch.appendingPathComponent("\(name).safetensors").path
+            // The head width is not in the tensors: without --config the default 64 does not fit, and the message says so.
+            assertOneLineError(try tubelet(["import", checkpoint, "-o", model]), naming: "checkpoint.pth", saying: "headDim")
+            let imported = try tubelet(["import", checkpoint, "-o", model, "--config", "{\"headDim\": \(headDim)}"])
+            XCTAssertEqual(imported.status, 0, imported.stderr)
+            XCTAssertTrue(imported.stdout.contains("UniFormer"), imported.stdout)
+            let result = try tubelet(["infer", "--model", model, "--clip", root.appendingPathComponent("\(name)/clip.safetensors").path, "--json"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            let logits = try XCTUnwrap(json["logits"] as? [Double])
+            let expected = try SafeTensorsFile(path: root.appendingPathComponent("\(name)/expected.safetensors").path).tensor("logits")!.floats().array
+            XCTAssertEqual(logits.count, expected.count, name)
+            let scale = max(1, expected.map { abs(Double($0)) }.max()!)
+            for (a, b) in zip(logits, expected) { XCTAssertEqual(a, Double(b), accuracy: 1e-4 * scale, name) }
+        }
+        assertOneLineError(try tubelet(["import", root.appendingPathComponent("plain_8f/checkpoint.pth").path, "-o", scratch.appendingPathComponent("x.safetensors").path,
+                                        "--config", #"{"headdim": 8}"#]), naming: "--config", saying: "unknown key 'headdim'")
+    }
 }
