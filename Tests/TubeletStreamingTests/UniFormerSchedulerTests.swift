@@ -10,25 +10,9 @@ import TubeletStreaming
 /// embedding computed against its real previous frame and embeds only the clip's first unit again
 /// (against the clip's zero padding): bit for bit what `none` computes.
 final class UniFormerSchedulerTests: XCTestCase {
-    var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tubelet-uniformer-scheduler-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: scratch) }
-
+    /// 96x72 testsrc2, H.264, made once per test run.
     func encodeVideo(seconds: Int) throws -> String {
-        let path = scratch.appendingPathComponent("testsrc2-\(seconds).mp4").path
-        let ffmpeg = Process()
-        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
-        ffmpeg.arguments = ["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=96x72:rate=25", "-t", "\(seconds)",
-                            "-c:v", "libx264", "-pix_fmt", "yuv420p", path]
-        try ffmpeg.run()
-        ffmpeg.waitUntilExit()
-        XCTAssertEqual(ffmpeg.terminationStatus, 0)
-        return path
+        try TestMedia.file("testsrc2-96x72-\(seconds)s.mp4", TestMedia.testsrc(size: "96x72", seconds: Double(seconds)) + ["-c:v", "libx264", "-pix_fmt", "yuv420p"])
     }
 
     func writeModel(_ config: UniFormerConfig, crop: Int) throws -> TubeletModel {
@@ -36,7 +20,7 @@ final class UniFormerSchedulerTests: XCTestCase {
         let weights = try config.parameterShapes().map { name, shape in (name: name, tensor: try random(name, shape)) }
         let recipe = Preprocessing(frames: 8, frameStride: 2, resizeShortSide: crop, cropSize: crop, pixelScale: 1.0 / 255,
                                    mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])
-        let path = scratch.appendingPathComponent("uniformer-\(UUID().uuidString).safetensors").path
+        let path = TestMedia.directory.appendingPathComponent("uniformer-\(UUID().uuidString).safetensors").path
         try ModelFile.write(architecture: ModelFile.uniformerArchitecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
                             preprocessing: recipe, labels: (0..<config.numClasses).map { "action\($0)" }, source: "test", to: path)
         return try ModelFile.load(path: path)
