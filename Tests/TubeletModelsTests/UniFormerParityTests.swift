@@ -92,6 +92,12 @@ final class UniFormerParityTests: XCTestCase {
         XCTAssertEqual(small.attentionStages.map { $0.count }, [8, 3])
         XCTAssertEqual(small.attentionStages[0][0].attention.heads, 5)
         XCTAssertEqual(small.attentionStages[1][0].attention.heads, 8)
+        // LayerNorm eps: 1e-6 in the SA blocks (norm_layer), PyTorch's 1e-5 in the patch embeddings; a
+        // 1e-5 vs 1e-6 slip is below the parity tolerance on these activations, so it is checked here.
+        XCTAssertEqual(small.attentionStages[0][0].norm1.eps, 1e-6)
+        XCTAssertEqual(small.attentionStages[1][2].norm2.eps, 1e-6)
+        XCTAssertEqual(small.stemNorm.eps, 1e-5)
+        XCTAssertEqual(small.merges.map(\.norm.eps), [1e-5, 1e-5, 1e-5])
         let gflop = small.flops(frames: 16, height: 224, width: 224) / 1e9
         XCTAssertEqual(gflop / 2, 41.8, accuracy: 41.8 * 0.03, "UniFormer-S 16x224: \(gflop / 2) GMACs")
         // Parameters (BatchNorm statistics are buffers): 21,400,400 and 49,813,200 in the reference model.
