@@ -97,9 +97,10 @@ public enum UniFormerImport {
             numClasses: head.shape[0])
         if let problem = config.problem { throw fail("invalid uniformer config: \(problem)") }
         let weights = try HFImport.collect(config.parameterShapes(), byName, path: path)
-        // slowfast's Kinetics test recipe as the UniFormer-S/B 16x4 models use it: 16 frames every 4th,
-        // 0-1 pixels, mean 0.45, std 0.225, short side 224, centre crop 224 (any size runs: no position embeddings).
-        let preprocessing = Preprocessing(frames: 16, frameStride: 4, resizeShortSide: 224, cropSize: 224, pixelScale: 1.0 / 255,
+        // The Kinetics test recipe of the 16x4 models (exp/*/test.sh: TEST_CROP_SIZE 224, one spatial crop,
+        // which slowfast takes from the short side resized to TRAIN_JITTER_SCALES[0] = 256): 16 frames every
+        // 4th, 0-1 pixels, mean 0.45, std 0.225 (slowfast's defaults). Any size runs: no position embeddings.
+        let preprocessing = Preprocessing(frames: 16, frameStride: 4, resizeShortSide: 256, cropSize: 224, pixelScale: 1.0 / 255,
                                           mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])
         let layout = tensors.contains { $0.name.hasPrefix("module.") } ? "official-ddp" : "official"
         var imported = HFImport.Imported(architecture: architecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
