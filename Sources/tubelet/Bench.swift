@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
         abstract: "Seconds per clip and GFLOP/s for a model file or a topology with random weights.")
 
     @Option(help: "A Tubelet model file to time (default: --topology with random weights).") var model: String?
-    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16) or vivit_b (Model 1, tubelet 2x16x16); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
+    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16), vivit_b (Model 1, tubelet 2x16x16) or vivit_b_fe (scenic Model 2, factorised encoder: 12 spatial + 4 temporal layers, tubelet 2x16x16; the paper's Kinetics clip is 32x224); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
     @Option(help: "Frames per clip.") var frames = 16
     @Option(help: "Height and width of the clip.") var size = 224
     @Option(name: .customLong("repeat"), help: "Timed runs after one warm-up; the best is reported.") var repeats = 3
@@ -44,8 +44,8 @@ struct Bench: ParsableCommand {
             case "swin3d_t": config = .swin3dT()
             case "swin3d_s": config = .swin3dS()
             case "swin3d_b": config = .swin3dB()
-            case "timesformer_b", "vivit_b": return try benchViT()
-            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b or vivit_b)")
+            case "timesformer_b", "vivit_b", "vivit_b_fe": return try benchViT()
+            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b, vivit_b or vivit_b_fe)")
             }
             config.streaming = streaming
             (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
@@ -80,7 +80,8 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
-    /// TimeSformer-B (divided space-time) or ViViT-B Model 1 with random weights, full clips.
+    /// TimeSformer-B (divided space-time), ViViT-B Model 1 or ViViT-B Model 2 (factorised encoder) with random
+    /// weights, full clips.
     func benchViT() throws {
         if streaming { fail("--streaming is for Video Swin topologies") }
         var generator = SplitMix64(seed: 1)
@@ -92,6 +93,14 @@ extension Bench {
             config.numFrames = frames
             let model = try TimeSformer(config: config, weights: randomWeights(seed: 0))
             time(topology, clip: clip, gflop: model.flops(frames: frames) / 1e9) { model($0) }
+        } else if topology == "vivit_b_fe" {
+            // scenic's ViViT-B factorised encoder (configs/kinetics400/vivit_base_factorised_encoder.py).
+            let config = ScenicViViTConfig(variant: .factorisedEncoder, imageSize: size, numFrames: frames, numClasses: 400,
+                                           encoder: .init(layers: 12, heads: 12, mlpDim: 3072),
+                                           temporal: .init(layers: 4, heads: 12, mlpDim: 3072))
+            if let problem = config.problem { fail("vivit_b_fe: \(problem)") }
+            let model = try ScenicViViT(config: config, weights: randomWeights(seed: 0))
+            time(topology, clip: clip, gflop: model.flops() / 1e9) { model($0) }
         } else {
             var config = ViViTConfig.base()
             config.imageSize = size
