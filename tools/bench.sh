@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Tubelet vs peers on Video Swin-T, timed in the same run on the same machine.
+# Tubelet vs peers on one topology (Video Swin-T by default), timed in the same run on the same machine.
 #
-# Each round runs our engine first (`tubelet bench --frames F --size S --json`, whose JSON is
+# Each round runs our engine first (`tubelet bench --topology X --frames F --size S --json`, whose JSON is
 # {"seconds_best":..., "gflop":..., "gflops":...}), then the peers
 # (`python3 tools/bench_peers.py ... --json`: PyTorch eager, ONNX Runtime, OpenVINO).
 # With --rounds N the two alternate N times (interleaved, so drift on a shared VM hits both);
 # the best time of each engine over all rounds is reported, with the ratio peer/ours
 # (> 1 means Tubelet is faster). Our GFLOP count is checked against bench_peers' analytic one.
 #
-# Usage: tools/bench.sh [--frames 16] [--size 224] [--threads 2] [--repeat 3] [--rounds 1]
-#                       [--engines torch,onnxruntime,openvino] [--peers-only] [--json]
+# Topologies: swin3d_t (torchvision), timesformer_b (transformers, divided space-time; paper clip 8x224),
+# vivit_b_fe (ViViT-B factorised encoder, scenic's Kinetics config; paper clip 32x224).
+#
+# Usage: tools/bench.sh [--topology swin3d_t] [--frames 16] [--size 224] [--threads 2] [--repeat 3]
+#                       [--rounds 1] [--engines torch,onnxruntime,openvino] [--peers-only] [--json]
 # Env:   TUBELET_BENCH_ARGS  extra arguments for `tubelet bench` (e.g. "--threads 2")
 #        TUBELET_BIN         use this tubelet binary instead of building one
 #        PYTHON              python interpreter (default python3)
 set -euo pipefail
 
-frames=16 size=224 threads=2 repeat=3 rounds=1 engines=torch,onnxruntime,openvino
+topology=swin3d_t frames=16 size=224 threads=2 repeat=3 rounds=1 engines=torch,onnxruntime,openvino
 peers_only=0 json=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --topology) topology=$2; shift 2 ;;
     --frames) frames=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --engines) engines=$2; shift 2 ;;
     --peers-only) peers_only=1; shift ;;
     --json) json=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -57,7 +61,7 @@ for ((r = 1; r <= rounds; r++)); do
   if [ "$peers_only" = 0 ]; then
     echo "bench.sh: round $r/$rounds: tubelet" >&2
     # shellcheck disable=SC2086
-    "$ours_bin" bench --frames "$frames" --size "$size" --json ${TUBELET_BENCH_ARGS:-} \
+    "$ours_bin" bench --topology "$topology" --frames "$frames" --repeat "$repeat" --size "$size" --json ${TUBELET_BENCH_ARGS:-} \
       > "$work/ours.$r.out" || echo "bench.sh: tubelet bench exited with $?" >&2
     # keep the last stdout line that is a JSON object with seconds_best
     "$py" - "$work/ours.$r.out" > "$work/ours.$r.json" <<'PYEOF' || rm -f "$work/ours.$r.json"
@@ -75,7 +79,7 @@ sys.exit(1)
 PYEOF
   fi
   echo "bench.sh: round $r/$rounds: peers ($engines)" >&2
-  "$py" "$here/bench_peers.py" --frames "$frames" --size "$size" --threads "$threads" \
+  "$py" "$here/bench_peers.py" --topology "$topology" --frames "$frames" --size "$size" --threads "$threads" \
     --repeat "$repeat" --engines "$engines" --json > "$work/peers.$r.json"
 done
 
@@ -110,13 +114,13 @@ for p in peers:
             notes.append(f"{name} skipped: {e['skipped']}")
 notes = sorted(set(notes))
 
-out = {"frames": ref["frames"], "size": ref["size"], "threads": ref["threads"], "rounds": rounds,
+out = {"topology": ref["topology"], "frames": ref["frames"], "size": ref["size"], "threads": ref["threads"], "rounds": rounds,
        "gflop": gflop, "engines": {k: {"best_s": best[k], "per_round": rows[k],
                                       "gflops": round(gflop / best[k], 1),
                                       **({"ratio_vs_tubelet": round(best[k] / best["tubelet"], 3)}
                                          if "tubelet" in best else {})} for k in best},
        "notes": notes}
-print(f"Swin-T {ref['frames']}x{ref['size']}x{ref['size']}, {ref['threads']} threads, "
+print(f"{ref['topology']} {ref['frames']}x{ref['size']}x{ref['size']}, {ref['threads']} threads, "
       f"{rounds} round(s), {gflop:.1f} GFLOP/clip", file=sys.stderr if as_json else sys.stdout)
 hdr = f"{'engine':12s} {'best s':>8s} {'GFLOP/s':>8s} {'peer/ours':>10s}  per round"
 lines = [hdr]

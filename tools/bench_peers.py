@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
-"""Time the peer engines on the Video Swin-T topology: same model, same input, one run.
+"""Time the peer engines on a video model topology: same model, same input, one run.
 
-Model: torchvision ``swin3d_t(weights=None)`` (embed 96, depths 2-2-6-2, heads 3-6-12-24,
-patch 2x4x4, window 8x7x7), random init with a fixed seed, eval, fp32. Input [1,3,T,S,S]
-random normal with a fixed seed. Engines:
+Topologies (``--topology``), random init with a fixed seed, eval, fp32:
+  swin3d_t       torchvision ``swin3d_t(weights=None)`` (embed 96, depths 2-2-6-2, heads 3-6-12-24,
+                 patch 2x4x4, window 8x7x7)
+  timesformer_b  transformers ``TimesformerForVideoClassification`` (ViT-B: 12 layers, 768, 12 heads,
+                 patch 16, divided space-time, 400 classes), built for --frames/--size (paper: 8x224)
+  vivit_b_fe     ViViT-B factorised encoder (Model 2) as scenic's kinetics400
+                 vivit_base_factorised_encoder config: tubelet 2x16x16 Conv3d, a 12-layer spatial ViT per
+                 temporal index (own cls token), a 4-layer temporal ViT (own cls token), token
+                 classifier, LayerNorm eps 1e-6, tanh GELU, 400 classes (paper: 32x224). scenic is
+                 flax; this is a PyTorch port of its forward pass (``VivitFactorisedEncoder`` below),
+                 the same layers ``tubelet bench --topology vivit_b_fe`` runs.
+Input [1,3,T,S,S] random normal with a fixed seed. Engines:
   torch        PyTorch eager, torch.set_num_threads(threads), inference_mode
   onnxruntime  the model exported once to ONNX (cached under ~/.cache/tubelet-bench),
                CPU execution provider, intra_op_num_threads=threads, inter_op 1
@@ -17,12 +26,13 @@ GFLOP per clip is counted analytically (``swin3d_gflop``): 2 x multiply-adds of 
 conv, linear and attention matmul as torchvision executes them (qkv/proj/q.k^T/attn.v on
 window-padded tokens, MLP on the real tokens, patch merging on the H/W-padded grid),
 ignoring norms, softmax, GELU, bias adds. At 16x224 this is the usual 87.8 GFLOP
-(torchvision's metadata: 43.882 GMACs).
+(torchvision's metadata: 43.882 GMACs). The ViT-style topologies are counted the same way
+(``timesformer_gflop``, ``vivit_fe_gflop``).
 
-Usage: python3 tools/bench_peers.py --frames 16 --size 224 [--engines torch,onnxruntime,openvino]
-                                    [--threads 2] [--repeat 3] [--json]
+Usage: python3 tools/bench_peers.py [--topology swin3d_t] --frames 16 --size 224
+                                    [--engines torch,onnxruntime,openvino] [--threads 2] [--repeat 3] [--json]
 With --json the table goes to stderr and stdout carries one JSON object:
-  {"frames":..,"size":..,"threads":..,"gflop":..,"engines":{"torch":{"best_s":..,"runs":[..]},..}}
+  {"topology":..,"frames":..,"size":..,"threads":..,"gflop":..,"engines":{"torch":{"best_s":..,"runs":[..]},..}}
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import time
 from pathlib import Path
 
 ENGINES = ("torch", "onnxruntime", "openvino")
+TOPOLOGIES = ("swin3d_t", "timesformer_b", "vivit_b_fe")
 SWIN_T = dict(patch=(2, 4, 4), embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
               window=(8, 7, 7), mlp_ratio=4, num_classes=400)
 
@@ -73,16 +84,127 @@ def swin3d_gflop(frames: int, size: int, cfg: dict = SWIN_T, in_channels: int = 
     return 2 * macs / 1e9
 
 
+def _attention_macs(groups: int, tokens: int, d: int) -> int:
+    """qkv, q.k^T, attn.v and the output projection of ``groups`` sequences of ``tokens`` tokens."""
+    rows = groups * tokens
+    return rows * d * 3 * d + 2 * groups * tokens * tokens * d + rows * d * d
+
+
+def timesformer_gflop(frames: int, size: int, d: int = 768, layers: int = 12, mlp: int = 3072,
+                      patch: int = 16, classes: int = 400) -> float:
+    """Divided space-time TimeSformer: per layer temporal attention over T per patch, temporal_dense,
+    spatial attention over 1+N per frame (cls repeated), MLP on 1+T·N tokens."""
+    n = (size // patch) ** 2
+    m = n * frames
+    macs = m * 3 * patch * patch * d
+    for _ in range(layers):
+        macs += _attention_macs(n, frames, d) + m * d * d
+        macs += _attention_macs(frames, 1 + n, d) + 2 * (1 + m) * d * mlp
+    return 2 * (macs + d * classes) / 1e9
+
+
+def vivit_fe_gflop(frames: int, size: int, d: int = 768, spatial_layers: int = 12, temporal_layers: int = 4,
+                   mlp: int = 3072, tubelet=(2, 16, 16), classes: int = 400) -> float:
+    """ViViT factorised encoder: tubelet embedding, spatial ViT on 1+N tokens per temporal index,
+    temporal ViT on 1+T' tokens, head."""
+    t, n = frames // tubelet[0], (size // tubelet[1]) * (size // tubelet[2])
+    macs = t * n * 3 * tubelet[0] * tubelet[1] * tubelet[2] * d
+    macs += t * spatial_layers * (_attention_macs(1, 1 + n, d) + 2 * (1 + n) * d * mlp)
+    macs += temporal_layers * (_attention_macs(1, 1 + t, d) + 2 * (1 + t) * d * mlp)
+    return 2 * (macs + d * classes) / 1e9
+
+
+GFLOP = {"swin3d_t": swin3d_gflop, "timesformer_b": timesformer_gflop, "vivit_b_fe": vivit_fe_gflop}
+
+
 # ----------------------------------------------------------------------------------------
 # Model, input, ONNX export
 # ----------------------------------------------------------------------------------------
 
-def build_model(seed: int):
-    """torchvision swin3d_t, random init from ``seed``, eval mode."""
+def build_model(topology: str, frames: int, size: int, seed: int):
+    """The topology with random init from ``seed``, eval mode, taking [1,3,T,S,S] to logits."""
     import torch
-    from torchvision.models.video import swin3d_t
     torch.manual_seed(seed)
-    return swin3d_t(weights=None).eval()
+    if topology == "swin3d_t":
+        from torchvision.models.video import swin3d_t
+        return swin3d_t(weights=None).eval()
+    if topology == "timesformer_b":
+        from transformers import TimesformerConfig, TimesformerForVideoClassification
+        config = TimesformerConfig(image_size=size, num_frames=frames, attention_type="divided_space_time",
+                                   num_labels=400)
+        return ChannelsFirstVideo(TimesformerForVideoClassification(config)).eval()
+    if topology == "vivit_b_fe":
+        return vivit_factorised_encoder()(frames, size).eval()
+    raise ValueError(topology)
+
+
+def ChannelsFirstVideo(hf_model):
+    """transformers' video models take [B,T,C,H,W] and return an output object: [B,C,T,H,W] → logits."""
+    import torch
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = hf_model
+
+        def forward(self, x):
+            return self.model(pixel_values=x.permute(0, 2, 1, 3, 4)).logits
+    return Wrapped()
+
+
+def vivit_factorised_encoder():
+    """A PyTorch port of scenic's ViViT factorised encoder forward pass (scenic/projects/vivit/model.py,
+    ``SpaceTimeViViT`` with attention type 'factorized_encoder', classifier 'token')."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):  # scenic Encoder1DBlock: pre-LN attention and MLP, eps 1e-6, tanh GELU
+        def __init__(self, d, heads, mlp):
+            super().__init__()
+            self.heads = heads
+            self.norm1, self.norm2 = nn.LayerNorm(d, eps=1e-6), nn.LayerNorm(d, eps=1e-6)
+            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.fc1, self.fc2 = nn.Linear(d, mlp), nn.Linear(mlp, d)
+            self.gelu = nn.GELU(approximate="tanh")
+
+        def forward(self, x):  # x: [B, N, d]
+            b, n, d = x.shape
+            q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+            attention = torch.softmax(q @ k.transpose(-1, -2) * (d // self.heads) ** -0.5, dim=-1)
+            x = x + self.out((attention @ v).transpose(1, 2).reshape(b, n, d))
+            return x + self.fc2(self.gelu(self.fc1(self.norm2(x))))
+
+    class Encoder(nn.Module):  # cls token, position embeddings, blocks, encoder_norm, token 0
+        def __init__(self, d, heads, mlp, layers, tokens):
+            super().__init__()
+            self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+            self.pos = nn.Parameter(torch.randn(1, 1 + tokens, d) * 0.02)
+            self.blocks = nn.ModuleList(Block(d, heads, mlp) for _ in range(layers))
+            self.norm = nn.LayerNorm(d, eps=1e-6)
+
+        def forward(self, x):  # [B, N, d] → [B, d]
+            x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+            for block in self.blocks:
+                x = block(x)
+            return self.norm(x[:, 0])
+
+    class FactorisedEncoder(nn.Module):
+        def __init__(self, frames, size, d=768, heads=12, mlp=3072, spatial_layers=12, temporal_layers=4,
+                     tubelet=(2, 16, 16), classes=400):
+            super().__init__()
+            self.embedding = nn.Conv3d(3, d, kernel_size=tubelet, stride=tubelet)
+            t, n = frames // tubelet[0], (size // tubelet[1]) * (size // tubelet[2])
+            self.spatial = Encoder(d, heads, mlp, spatial_layers, n)
+            self.temporal = Encoder(d, heads, mlp, temporal_layers, t)
+            self.head = nn.Linear(d, classes)
+
+        def forward(self, x):  # [B, 3, T, H, W]
+            e = self.embedding(x)  # [B, d, t, h, w]
+            b, d, t = e.shape[:3]
+            e = e.flatten(3).permute(0, 2, 3, 1).reshape(b * t, -1, d)  # every temporal index on its own
+            s = self.spatial(e).reshape(b, t, d)
+            return self.head(self.temporal(s))
+    return FactorisedEncoder
 
 
 def make_input(frames: int, size: int, seed: int):
@@ -91,10 +213,10 @@ def make_input(frames: int, size: int, seed: int):
     return torch.randn(1, 3, frames, size, size, generator=g)
 
 
-def onnx_path(cache: Path, frames: int, size: int, seed: int) -> Path:
+def onnx_path(cache: Path, topology: str, frames: int, size: int, seed: int) -> Path:
     import torch
     tag = torch.__version__.split("+")[0]
-    return cache / f"swin3d_t_f{frames}_s{size}_seed{seed}_torch{tag}.onnx"
+    return cache / f"{topology}_f{frames}_s{size}_seed{seed}_torch{tag}.onnx"
 
 
 def export_onnx(model, x, path: Path) -> None:
@@ -180,16 +302,21 @@ def package_version(pkg: str) -> str | None:
 # Driver
 # ----------------------------------------------------------------------------------------
 
-def bench(frames: int, size: int, engines: list[str], threads: int, repeat: int,
+MODEL_NAMES = {"swin3d_t": "torchvision swin3d_t (random init)",
+               "timesformer_b": "transformers TimesformerForVideoClassification, divided space-time (random init)",
+               "vivit_b_fe": "ViViT-B factorised encoder, PyTorch port of scenic (random init)"}
+
+
+def bench(topology: str, frames: int, size: int, engines: list[str], threads: int, repeat: int,
           seed: int, cache: Path) -> dict:
     import numpy as np
     import torch
     torch.set_num_threads(threads)
-    model = build_model(seed)
+    model = build_model(topology, frames, size, seed)
     x = make_input(frames, size, seed)
-    gflop = swin3d_gflop(frames, size)
-    result = {"frames": frames, "size": size, "threads": threads, "repeat": repeat, "seed": seed,
-              "gflop": round(gflop, 3), "model": "torchvision swin3d_t (random init)",
+    gflop = GFLOP[topology](frames, size)
+    result = {"topology": topology, "frames": frames, "size": size, "threads": threads, "repeat": repeat, "seed": seed,
+              "gflop": round(gflop, 3), "model": MODEL_NAMES[topology],
               "cpu_count": os.cpu_count(), "loadavg_1m_start": round(os.getloadavg()[0], 2),
               "engines": {}}
     with torch.inference_mode():
@@ -203,7 +330,7 @@ def bench(frames: int, size: int, engines: list[str], threads: int, repeat: int,
             continue
         try:
             if name != "torch" and onnx is None:
-                onnx = onnx_path(cache, frames, size, seed)
+                onnx = onnx_path(cache, topology, frames, size, seed)
                 if not onnx.exists():
                     export_onnx(model, x, onnx)
             run = ENGINE_FUNCS[name](model, x, threads, onnx)
@@ -224,7 +351,7 @@ def bench(frames: int, size: int, engines: list[str], threads: int, repeat: int,
 
 
 def format_table(res: dict) -> str:
-    lines = [f"Swin-T {res['frames']}x{res['size']}x{res['size']}, {res['threads']} threads, "
+    lines = [f"{res['topology']} {res['frames']}x{res['size']}x{res['size']}, {res['threads']} threads, "
              f"best of {res['repeat']} after warm-up, {res['gflop']:.1f} GFLOP/clip, "
              f"load avg {res['loadavg_1m_start']} -> {res['loadavg_1m_end']} on {res['cpu_count']} CPUs",
              f"{'engine':12s} {'version':10s} {'best s':>8s} {'GFLOP/s':>8s} {'max|d| vs torch':>16s}  runs"]
@@ -238,7 +365,8 @@ def format_table(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Peer engines on Video Swin-T (see module docstring).")
+    ap = argparse.ArgumentParser(description="Peer engines on a video model topology (see module docstring).")
+    ap.add_argument("--topology", default="swin3d_t", choices=TOPOLOGIES)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma list of " + ",".join(ENGINES))
@@ -252,13 +380,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     if args.gflop_only:
-        print(f"{swin3d_gflop(args.frames, args.size):.3f}")
+        print(f"{GFLOP[args.topology](args.frames, args.size):.3f}")
         return 0
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = [e for e in engines if e not in ENGINES]
     if unknown:
         ap.error(f"unknown engines {unknown}; choose from {ENGINES}")
-    res = bench(args.frames, args.size, engines, args.threads, args.repeat, args.seed, args.cache_dir)
+    res = bench(args.topology, args.frames, args.size, engines, args.threads, args.repeat, args.seed, args.cache_dir)
     table = format_table(res)
     if args.json:
         print(table, file=sys.stderr)

@@ -50,11 +50,14 @@ public func captureOptions(_ camera: CameraConfig, settings: WindowSettings, geo
     return options
 }
 
-/// One camera: capture on its thread into a ring, inference on another thread, decisions, events.
+/// One camera: capture on its thread into a ring; on another thread the clip scheduler (preprocessing,
+/// embeddings, reuse), the network pass of each due clip on the model's shared `InferenceWorker`
+/// (batched with other cameras' clips due at the same time), decisions, events.
 final class CameraPipeline: @unchecked Sendable {
     let camera: CameraConfig
     let model: LoadedModel
     let settings: WindowSettings
+    let worker: InferenceWorker
     private let publisher: EventPublisher
     private let logger: Logger
     private let source: CaptureSource
@@ -70,9 +73,10 @@ final class CameraPipeline: @unchecked Sendable {
     private var stateReason: String?
 
     /// Builds everything (a bad window setting for this model throws here, before anything runs).
-    init(camera: CameraConfig, model: LoadedModel, publisher: EventPublisher, logger: Logger) throws {
+    init(camera: CameraConfig, model: LoadedModel, worker: InferenceWorker, publisher: EventPublisher, logger: Logger) throws {
         self.camera = camera
         self.model = model
+        self.worker = worker
         self.publisher = publisher
         var logger = logger
         logger[metadataKey: "camera"] = "\(camera.id)"
@@ -95,8 +99,9 @@ final class CameraPipeline: @unchecked Sendable {
 
     func start() {
         let reader = source.ring.makeReader()
+        worker.register()
         let thread = Thread { [self] in runInference(reader) }
-        thread.name = "inference-\(camera.id)"
+        thread.name = "clips-\(camera.id)"
         thread.start()
         source.start()
     }
@@ -179,6 +184,7 @@ final class CameraPipeline: @unchecked Sendable {
 
     private func runInference(_ reader: FrameRingReader) {
         defer {
+            worker.unregister()
             lock.lock()
             inferenceDone = true
             lock.broadcast()
@@ -194,11 +200,17 @@ final class CameraPipeline: @unchecked Sendable {
             } else {
                 lock.unlock()
             }
-            let result = reader.withNext(timeout: 0.2) { view in (scheduler.push(frame: view), CaptureClock.now()) }
-            guard let (outcome, frameReadAt) = result else { continue }
+            // Behind when the frames for the next clip are already captured: a clip falling due now
+            // is stale, skipped (counted) instead of computed, so that no backlog builds up.
+            let stale = reader.backlog > UInt64(settings.hop)
+            let result = reader.withNext(timeout: 0.2) { view in (scheduler.pushDeferred(frame: view, skipIfDue: stale), CaptureClock.now()) }
+            guard let (due, frameReadAt) = result else { continue }
             lock.lock()
             stats.framesProcessed += 1
-            guard let clip = outcome else { lock.unlock(); continue }
+            stats.clipsSkipped = UInt64(scheduler.skippedClips)
+            lock.unlock()
+            guard let due, let clip = worker.evaluate(due) else { continue }
+            lock.lock()
             if discontinuity { lock.unlock(); continue }  // computed across a break: drop it
             stats.clips += 1
             stats.gflopComputed += clip.gflopComputed

@@ -20,6 +20,9 @@ public struct ModelConfig: Sendable, Equatable {
     public var file: String
     /// Cameras this model runs on; nil = every camera (allowed only when there is one model).
     public var cameras: [String]?
+    /// Seconds the model's inference worker waits, once one camera's clip is due, for the other
+    /// cameras' clips to share the forward pass.
+    public var batchWait: Double = 0.005
 }
 
 public struct CameraConfig: Sendable, Equatable {
@@ -317,8 +320,9 @@ struct ConfigReader {
             file = resolve(file)
             let cameras = try section.strings("cameras")
             modelNodes[entry.key] = section.value("cameras") ?? entry.keyNode
-            try section.finish(known: ["file", "cameras"])
-            models.append(ModelConfig(id: entry.key, file: file, cameras: cameras))
+            let batchWait = try section.double("batch_wait", min: 0, max: 1) ?? 0.005
+            try section.finish(known: ["file", "cameras", "batch_wait"])
+            models.append(ModelConfig(id: entry.key, file: file, cameras: cameras, batchWait: batchWait))
         }
         guard !models.isEmpty else { throw fail(modelsSection.node, "models: at least one model is needed") }
 

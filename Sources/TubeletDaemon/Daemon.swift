@@ -25,7 +25,10 @@ public final class Daemon: @unchecked Sendable {
     private var http: HTTPServer?
     private var models: [String: LoadedModel] = [:]
     private var pipelines: [CameraPipeline] = []
+    /// One inference worker per loaded model (keyed by `workerKey`), shared by its cameras.
+    private var workers: [String: InferenceWorker] = [:]
     private var retired: [String: (capture: CaptureTotals, stats: PipelineStats)] = [:]
+    private var retiredBatches: [String: BatchStats] = [:]
     private var reloads: [String: UInt64] = ["ok": 0, "failed": 0]
     private var stopped = false
 
@@ -58,14 +61,18 @@ public final class Daemon: @unchecked Sendable {
                 logger.info("loading model \(id) from \(modelConfig.file)")
                 models[id] = try LoadedModel.load(modelConfig)
             }
+            var workers: [String: InferenceWorker] = [:]
             let pipelines = try config.cameras.map { camera in
-                try CameraPipeline(camera: camera, model: models[camera.model]!, publisher: publisher, logger: logger)
+                let model = models[camera.model]!
+                return try CameraPipeline(camera: camera, model: model, worker: worker(for: model, config, &workers),
+                                          publisher: publisher, logger: logger)
             }
             lock.lock()
             self.publisher = publisher
             self.http = http
             self.models = models
             self.pipelines = pipelines
+            self.workers = workers
             lock.unlock()
         } catch {
             publisher.stop(timeout: 0)
@@ -121,6 +128,7 @@ public final class Daemon: @unchecked Sendable {
         var keep: [String: CameraPipeline] = [:]
         var fresh: [String: CameraPipeline] = [:]
         let running = lock.withLock { self.pipelines }
+        var workers = lock.withLock { self.workers }
         for camera in new.cameras {
             let model = models[camera.model]!
             if let pipeline = running.first(where: { $0.camera.id == camera.id }), let before = old.camera(id: camera.id) {
@@ -135,7 +143,8 @@ public final class Daemon: @unchecked Sendable {
             } else {
                 outcome.added.append(camera.id)
             }
-            fresh[camera.id] = try CameraPipeline(camera: camera, model: model, publisher: publisher, logger: logger)
+            fresh[camera.id] = try CameraPipeline(camera: camera, model: model, worker: worker(for: model, new, &workers),
+                                                  publisher: publisher, logger: logger)
         }
         outcome.removed = running.map(\.camera.id).filter { id in !new.cameras.contains { $0.id == id } }
 
@@ -155,6 +164,15 @@ public final class Daemon: @unchecked Sendable {
         for pipeline in stopping { retire(pipeline) }
         self.models = models
         self.pipelines = new.cameras.map { keep[$0.id] ?? fresh[$0.id]! }
+        // Workers no camera uses any more end; the others take the new batch_wait.
+        let used = Set(self.pipelines.map { ObjectIdentifier($0.worker) })
+        for (key, worker) in workers where !used.contains(ObjectIdentifier(worker)) {
+            worker.stop()
+            retiredBatches[worker.name, default: BatchStats()].merge(worker.batchStats)
+            workers[key] = nil
+        }
+        for pipeline in self.pipelines { pipeline.worker.batchWait = new.model(id: pipeline.model.id)!.batchWait }
+        self.workers = workers
         self.config = applied
         reloads["ok", default: 0] += 1
         lock.unlock()
@@ -188,6 +206,7 @@ public final class Daemon: @unchecked Sendable {
         notifier.stopping()
         logger.info("stopping")
         stopAll(pipelines) { _ in "stopping" }
+        for worker in lock.withLock({ self.workers.values }) { worker.stop() }
         publisher.publish(topic: "daemon", kind: "daemon", daemonFields("stopping", config: config))
         publisher.stop(timeout: 1.5)
         lock.lock()
@@ -212,6 +231,15 @@ public final class Daemon: @unchecked Sendable {
         }
         // Bounded so that SIGTERM ends within 5 s (3 s here, 1.5 s for the last messages).
         _ = group.wait(timeout: .now() + 3)
+    }
+
+    /// The inference worker of `model` in `workers`, made (with the model's batch_wait) if there is none yet.
+    private func worker(for model: LoadedModel, _ config: DaemonConfig, _ workers: inout [String: InferenceWorker]) -> InferenceWorker {
+        let key = "\(model.id)|\(model.fileIdentity)"
+        if let worker = workers[key] { return worker }
+        let worker = InferenceWorker(name: model.id, batchWait: config.model(id: model.id)!.batchWait)
+        workers[key] = worker
+        return worker
     }
 
     private func retire(_ pipeline: CameraPipeline) {
@@ -254,6 +282,8 @@ public final class Daemon: @unchecked Sendable {
         let retired = self.retired
         let reloads = self.reloads
         let publisher = self.publisher
+        var batches = retiredBatches
+        for worker in workers.values { batches[worker.name, default: BatchStats()].merge(worker.batchStats) }
         lock.unlock()
         typealias Row = (id: String, capture: CaptureTotals, stats: PipelineStats, up: Bool, open: Int)
         var rows: [Row] = []
@@ -283,6 +313,7 @@ public final class Daemon: @unchecked Sendable {
         perCamera("tubelet_decode_errors_total", "counter", "Packets or pictures the decoder rejected.") { Double($0.capture.decodeErrors) }
         perCamera("tubelet_reconnects_total", "counter", "Times streaming resumed after the camera was lost.") { Double($0.capture.reconnects) }
         perCamera("tubelet_clips_total", "counter", "Clips classified.") { Double($0.stats.clips) }
+        perCamera("tubelet_clips_skipped_total", "counter", "Clips that fell due while inference was a whole hop behind, skipped.") { Double($0.stats.clipsSkipped) }
         perCamera("tubelet_gflop_computed_total", "counter", "GFLOP computed for clips.") { $0.stats.gflopComputed }
         perCamera("tubelet_reuse_gflop_saved_total", "counter", "GFLOP not computed thanks to reuse between overlapping clips.") { max(0, $0.stats.gflopFullClip - $0.stats.gflopComputed) }
         perCamera("tubelet_camera_up", "gauge", "1 while the camera is streaming.") { $0.up ? 1 : 0 }
@@ -291,6 +322,8 @@ public final class Daemon: @unchecked Sendable {
         for row in rows { out.histogram("tubelet_clip_latency_seconds", [("camera", row.id)], row.stats.clipLatency) }
         out.describe("tubelet_inference_seconds", "histogram", "Model time per clip.")
         for row in rows { out.histogram("tubelet_inference_seconds", [("camera", row.id)], row.stats.inferenceSeconds) }
+        out.describe("tubelet_batch_size", "histogram", "Clips per network pass of a model's inference worker (clips of its cameras due together share one pass).")
+        for model in batches.keys.sorted() { out.histogram("tubelet_batch_size", [("model", model)], batches[model]!.passSize) }
         let events = publisher?.counters ?? EventPublisher.Counters()
         out.describe("tubelet_events_published_total", "counter", "Event messages sent, by kind.")
         for kind in ["action", "status", "daemon"] { out.sample("tubelet_events_published_total", [("kind", kind)], Double(events.published[kind] ?? 0)) }

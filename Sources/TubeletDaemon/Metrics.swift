@@ -31,6 +31,8 @@ public struct Histogram: Sendable {
 public struct PipelineStats: Sendable {
     public var framesProcessed: UInt64 = 0
     public var clips: UInt64 = 0
+    /// Clips that fell due while inference was a whole hop behind, skipped.
+    public var clipsSkipped: UInt64 = 0
     public var gflopComputed: Double = 0
     public var gflopFullClip: Double = 0
     public var clipLatency = Histogram(bounds: Histogram.latencyBounds)
@@ -40,6 +42,7 @@ public struct PipelineStats: Sendable {
     public mutating func merge(_ other: PipelineStats) {
         framesProcessed += other.framesProcessed
         clips += other.clips
+        clipsSkipped += other.clipsSkipped
         gflopComputed += other.gflopComputed
         gflopFullClip += other.gflopFullClip
         clipLatency.merge(other.clipLatency)

@@ -115,6 +115,29 @@ public func nearestSourceIndex(_ i: Int, input: Int, output: Int) -> Int {
     return min(Int((Float(i) * scale).rounded(.down)), input - 1)
 }
 
+/// Why a ViViT (Model 1, or scenic's Models 2-4) cannot run a clip [C, T, H, W], or nil: its position
+/// embeddings fix the clip's size (like transformers without interpolate_pos_encoding, and scenic).
+func vivitInputProblem(channels: Int, frames: Int, height: Int, width: Int,
+                       expected: (channels: Int, frames: Int, imageSize: Int)) -> String? {
+    if channels != expected.channels { return "expected \(expected.channels) channels, got \(channels)" }
+    if height != expected.imageSize || width != expected.imageSize {
+        return "ViViT expects \(expected.imageSize)x\(expected.imageSize) frames, got \(height)x\(width)"
+    }
+    if frames != expected.frames { return "ViViT expects \(expected.frames) frames, got \(frames)" }
+    return nil
+}
+
+/// A clip (or a whole number of tubelets of it) [C, T, H, W] → tubelet embeddings
+/// [T/kt, (H/kh)·(W/kw), d], tokens in (t, h, w) order: the tubelet Conv3d `embed` as one linear map.
+func tubeletEmbeddings(_ clip: Tensor, _ embed: LinearWeights, channels: Int, imageSize: Int, tubelet: [Int]) -> Tensor {
+    precondition(clip.rank == 4 && clip.shape[0] == channels && clip.shape[2] == imageSize && clip.shape[3] == imageSize,
+                 "clip must be [\(channels), T, \(imageSize), \(imageSize)], got \(clip.shape)")
+    let patches = gatherPatches(clip, patch: tubelet)
+    let out = Tensor(uninitialized: [clip.shape[1] / tubelet[0], (imageSize / tubelet[1]) * (imageSize / tubelet[2]), embed.outFeatures])
+    embed(patches.data, rows: patches.shape[0], into: out.data)
+    return out
+}
+
 /// Gathers non-overlapping patches of a clip [C, T, H, W] into rows ordered (c, kt, kh, kw), the
 /// flattening of a Conv3d (or, with pt = 1, a per-frame Conv2d) weight. Row order: (t, h, w) of
 /// the patch grid. Spatial and temporal sizes must be multiples of the patch (no padding).

@@ -143,23 +143,14 @@ public struct ViViT: Sendable {
     /// Why a clip [C, T, H, W] cannot be run, or nil. Like transformers (without
     /// interpolate_pos_encoding), the clip must be exactly the configured size.
     public func inputProblem(channels: Int, frames: Int, height: Int, width: Int) -> String? {
-        if channels != config.inChannels { return "expected \(config.inChannels) channels, got \(channels)" }
-        if height != config.imageSize || width != config.imageSize {
-            return "ViViT expects \(config.imageSize)x\(config.imageSize) frames, got \(height)x\(width)"
-        }
-        if frames != config.numFrames { return "ViViT expects \(config.numFrames) frames, got \(frames)" }
-        return nil
+        vivitInputProblem(channels: channels, frames: frames, height: height, width: width,
+                          expected: (config.inChannels, config.numFrames, config.imageSize))
     }
 
     /// clip (or a whole number of tubelets of it): [C, T, H, W] → tubelet embeddings
     /// [T/kt, (H/kh)·(W/kw), hidden], tokens in (t, h, w) order.
     public func embedTubelets(_ clip: Tensor) -> Tensor {
-        precondition(clip.rank == 4 && clip.shape[0] == config.inChannels && clip.shape[2] == config.imageSize && clip.shape[3] == config.imageSize,
-                     "clip must be [\(config.inChannels), T, \(config.imageSize), \(config.imageSize)], got \(clip.shape)")
-        let patches = gatherPatches(clip, patch: config.tubeletSize)
-        let out = Tensor(uninitialized: [clip.shape[1] / config.tubeletSize[0], config.grid[1] * config.grid[2], config.hiddenSize])
-        patchEmbed(patches.data, rows: patches.shape[0], into: out.data)
-        return out
+        tubeletEmbeddings(clip, patchEmbed, channels: config.inChannels, imageSize: config.imageSize, tubelet: config.tubeletSize)
     }
 
     /// clip: [C, T, H, W] → logits [numClasses].

@@ -69,6 +69,8 @@ public final class ClipScheduler {
     public let topK: Int
     /// Sampled frames pushed since the start or the last `reset`.
     public private(set) var framesPushed = 0
+    /// Due clips skipped by `pushDeferred(frame:skipIfDue:)` (not reset by `reset`).
+    public private(set) var skippedClips = 0
     private var sequence: UInt64 = 0
     private let backbone: Backbone
     /// The Video Swin, for the Swin-only paths (kv streams, streaming-native models).
@@ -310,10 +312,32 @@ public final class ClipScheduler {
         frame.rgb.withUnsafeBufferPointer { pushDeferred(rgb: $0, timestamp: frame.timestamp) }
     }
 
+    /// `pushDeferred`, where a clip that falls due with `skipIfDue` is not prepared but skipped and
+    /// counted in `skippedClips` (a caller that is behind: the next clip is already captured). Work
+    /// already done for it carries over to the next label; it takes no sequence number. The stale-token
+    /// approximation never skips (its cached tiles must see every hop).
+    public func pushDeferred(frame: FrameView, skipIfDue: Bool) -> DueClip? {
+        frame.rgb.withMemoryRebound(to: UInt8.self) { rgb in
+            guard ingest(rgb: rgb, timestamp: frame.info.timestamp) else { return nil }
+            if skipIfDue && !settings.approximate {
+                skippedClips += 1
+                return nil
+            }
+            return prepareClip()
+        }
+    }
+
     /// Runs due clips; those of clip-trained Video Swin models that share a model file and a token
     /// geometry go through one batched forward pass. Results come back in the order given. The
     /// schedulers must not be pushed to meanwhile.
     public static func evaluate(_ clips: [DueClip]) -> [ClipResult] {
+        var passSizes: [Int] = []
+        return evaluate(clips, passSizes: &passSizes)
+    }
+
+    /// `evaluate`, appending the number of clips of each network pass it ran to `passSizes` (clips of
+    /// streaming-native models come with their logits and need none).
+    public static func evaluate(_ clips: [DueClip], passSizes: inout [Int]) -> [ClipResult] {
         var logits = clips.map(\.logits)
         var passSeconds = [Double](repeating: 0, count: clips.count)
         var groups: [String: [Int]] = [:]
@@ -333,6 +357,7 @@ public final class ClipScheduler {
                 outputs = [first.backbone.forward(clips[members[0]].tokens!)]
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            passSizes.append(outputs.count)
             for (member, output) in zip(members, outputs) {
                 logits[member] = output
                 passSeconds[member] = seconds / Double(members.count)  // the pass's time, shared

@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
         abstract: "Seconds per clip and GFLOP/s for a model file or a topology with random weights.")
 
     @Option(help: "A Tubelet model file to time (default: --topology with random weights).") var model: String?
-    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16), vivit_b (Model 1, tubelet 2x16x16), uniformer_s or uniformer_b (400 classes); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
+    @Option(help: "Topology with random weights: swin3d_t, swin3d_s, swin3d_b, timesformer_b (divided, patch 16), vivit_b (Model 1, tubelet 2x16x16), vivit_b_fe (scenic Model 2, factorised encoder: 12 spatial + 4 temporal layers, tubelet 2x16x16; the paper's Kinetics clip is 32x224), uniformer_s or uniformer_b (400 classes); the ViT-style ones are built for --frames frames and --size pixels.") var topology = "swin3d_t"
     @Option(help: "Frames per clip.") var frames = 16
     @Option(help: "Height and width of the clip.") var size = 224
     @Option(name: .customLong("repeat"), help: "Timed runs after one warm-up; the best is reported.") var repeats = 3
@@ -47,12 +47,12 @@ struct Bench: ParsableCommand {
             case "swin3d_t": config = .swin3dT()
             case "swin3d_s": config = .swin3dS()
             case "swin3d_b": config = .swin3dB()
-            case "timesformer_b", "vivit_b": return try benchViT()
+            case "timesformer_b", "vivit_b", "vivit_b_fe": return try benchViT()
             case "uniformer_s", "uniformer_b":
                 if streaming { fail("--streaming is for Video Swin topologies") }
                 let config: UniFormerConfig = topology == "uniformer_s" ? .small() : .base()
                 return timeUniFormer(try UniFormer(config: config, weights: randomWeights(seed: 0)), name: topology)
-            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b, vivit_b, uniformer_s or uniformer_b)")
+            default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b, vivit_b, vivit_b_fe, uniformer_s or uniformer_b)")
             }
             config.streaming = streaming
             (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
@@ -96,7 +96,8 @@ extension Bench {
         time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
     }
 
-    /// TimeSformer-B (divided space-time) or ViViT-B Model 1 with random weights, full clips.
+    /// TimeSformer-B (divided space-time), ViViT-B Model 1 or ViViT-B Model 2 (factorised encoder) with random
+    /// weights, full clips.
     func benchViT() throws {
         if streaming { fail("--streaming is for Video Swin topologies") }
         var generator = SplitMix64(seed: 1)
@@ -108,6 +109,14 @@ extension Bench {
             config.numFrames = frames
             let model = try TimeSformer(config: config, weights: randomWeights(seed: 0))
             time(topology, clip: clip, gflop: model.flops(frames: frames) / 1e9) { model($0) }
+        } else if topology == "vivit_b_fe" {
+            // scenic's ViViT-B factorised encoder (configs/kinetics400/vivit_base_factorised_encoder.py).
+            let config = ScenicViViTConfig(variant: .factorisedEncoder, imageSize: size, numFrames: frames, numClasses: 400,
+                                           encoder: .init(layers: 12, heads: 12, mlpDim: 3072),
+                                           temporal: .init(layers: 4, heads: 12, mlpDim: 3072))
+            if let problem = config.problem { fail("vivit_b_fe: \(problem)") }
+            let model = try ScenicViViT(config: config, weights: randomWeights(seed: 0))
+            time(topology, clip: clip, gflop: model.flops() / 1e9) { model($0) }
         } else {
             var config = ViViTConfig.base()
             config.imageSize = size
