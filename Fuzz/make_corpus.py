@@ -28,13 +28,17 @@ tmp = corpus / "FuzzSafeTensors/dtypes.safetensors"
 save_file({"f16": np.arange(4, dtype=np.float16), "i64": np.arange(3, dtype=np.int64),
            "b": np.array([True, False]), "u8": np.zeros((2, 2), np.uint8), "empty": np.zeros((0, 3), np.float32)},
           str(tmp))
-config = {"embedDim": 8, "depths": [1], "numHeads": [2], "patchSize": [2, 4, 4], "windowSize": [2, 2, 2],
-          "mlpRatio": 2, "numClasses": 2, "inChannels": 3, "patchNorm": True}
-save_file({"head.weight": np.zeros((2, 8), np.float32), "head.bias": np.zeros(2, np.float32)},
+# Metadata as `tubelet import` writes it (keys of VideoSwinConfig and Preprocessing), a tiny config, and
+# the first weights the loader asks for; the fuzzer mutates from there into config validation and
+# model construction.
+config = {"depths": [1], "embedDim": 8, "inChannels": 3, "layerNormEps": 1e-05, "mlpRatio": 2, "numClasses": 2,
+          "numHeads": [2], "patchNorm": False, "patchSize": [2, 4, 4], "streaming": True, "windowSize": [2, 2, 2]}
+preprocessing = {"cropSize": 16, "frameStride": 1, "frames": 4, "mean": [0.5, 0.5, 0.5], "pixelScale": 0.003921569,
+                 "resizeShortSide": 16, "std": [0.25, 0.25, 0.25], "subtractFrameMean": True}
+save_file({"patch_embed.proj.weight": np.zeros((8, 3, 2, 4, 4), np.float32), "patch_embed.proj.bias": np.zeros(8, np.float32)},
           str(corpus / "FuzzSafeTensors/model.safetensors"),
           metadata={"tubelet.format": "1", "tubelet.architecture": "video_swin", "tubelet.config": json.dumps(config),
-                    "tubelet.preprocessing": json.dumps({"clipFrames": 8, "frameStride": 2, "size": 16}),
-                    "tubelet.labels": json.dumps(["a", "b"])})
+                    "tubelet.preprocessing": json.dumps(preprocessing), "tubelet.labels": json.dumps(["a", "b"])})
 
 # --- torch.save zips: the loader fixtures, plus views (transposed, offset, broadcast), fp16, nesting.
 for name in ["checkpoint.pth", "zip64.pth"]:
