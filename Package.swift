@@ -68,3 +68,19 @@ let package = Package(
         .testTarget(name: "TubeletDaemonTests", dependencies: ["TubeletDaemon", "TubeletLoading", "TubeletKernels", "TubeletStreaming"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/run), declared only when TUBELET_FUZZ is set: they need
+// `-sanitize=fuzzer`, which the normal build and CI never use.
+if Context.environment["TUBELET_FUZZ"] != nil {
+    let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzSafeTensors", ["TubeletLoading", "FuzzSupport"]),
+        ("FuzzTorchCheckpoint", ["TubeletLoading", "FuzzSupport"]),
+        ("FuzzFlaxMsgpack", ["TubeletLoading", "FuzzSupport"]),
+        ("FuzzConfig", ["TubeletDaemon", "FuzzSupport"]),
+    ]
+    package.targets.append(.target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"))
+    for fuzzer in fuzzers {
+        package.targets.append(.executableTarget(name: fuzzer.name, dependencies: fuzzer.dependencies, path: "Fuzz/\(fuzzer.name)"))
+        package.products.append(.executable(name: fuzzer.name, targets: [fuzzer.name]))
+    }
+}

@@ -299,6 +299,15 @@ struct ConfigReader {
             guard let node = value(key) else { return nil }
             return try Section(reader, node, path: qualified(key))
         }
+
+        /// The mapping under one of this section's own entries (a model, a camera, a label), which must be there:
+        /// `front:` with nothing after it is an error, not a crash (found by Fuzz/FuzzConfig).
+        func section(of entry: (key: String, keyNode: Node, value: Node)) throws -> Section {
+            guard let section = try section(entry.key) else {
+                throw reader.fail(entry.keyNode, "\(qualified(entry.key)): expected a mapping of keys to values, found nothing")
+            }
+            return section
+        }
     }
 
     func readRoot(_ root: Node) throws -> DaemonConfig {
@@ -315,7 +324,7 @@ struct ConfigReader {
         var modelNodes: [String: Node] = [:]
         for entry in modelsSection.entries {
             try checkID(entry.key, entry.keyNode, what: "model id")
-            let section = try modelsSection.section(entry.key)!
+            let section = try modelsSection.section(of: entry)
             guard var file = try section.string("file") else { throw fail(entry.value, "\(section.path).file: missing") }
             file = resolve(file)
             let cameras = try section.strings("cameras")
@@ -330,7 +339,7 @@ struct ConfigReader {
         var cameras: [CameraConfig] = []
         for entry in camerasSection.entries {
             try checkID(entry.key, entry.keyNode, what: "camera id")
-            let section = try camerasSection.section(entry.key)!
+            let section = try camerasSection.section(of: entry)
             guard let source = try section.string("source"), !source.isEmpty else {
                 throw fail(entry.value, "\(section.path).source: missing (an rtsp:// URL, a file or /dev/videoN)")
             }
@@ -456,7 +465,7 @@ struct ConfigReader {
         d.ignoreLabels = try s.strings("ignore_labels") ?? d.ignoreLabels
         if let labels = try s.section("labels") {
             for entry in labels.entries {
-                let section = try labels.section(entry.key)!
+                let section = try labels.section(of: entry)
                 let thresholds = try readThresholds(section)
                 let minScore = thresholds.minScore ?? d.minScore, endScore = thresholds.endScore ?? d.endScore
                 if endScore > minScore {

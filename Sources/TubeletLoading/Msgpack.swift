@@ -233,9 +233,10 @@ public enum FlaxCheckpoint {
             guard !overflow else { throw fail("shape \(shape) overflows") }
             count = product
         }
-        guard count.multipliedReportingOverflow(by: dtype.byteSize).partialValue == dataRange.count,
-              !count.multipliedReportingOverflow(by: dtype.byteSize).overflow else {
-            throw fail("shape \(shape) of \(dtypeName) needs \(count * dtype.byteSize) bytes, the payload holds \(dataRange.count)")
+        // The message must not multiply either: count * byteSize can overflow even when count does not.
+        let (needed, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+        guard !overflow, needed == dataRange.count else {
+            throw fail("shape \(shape) of \(dtypeName) needs \(overflow ? "more than Int.max" : String(needed)) bytes, the payload holds \(dataRange.count)")
         }
         // dataRange is relative to the payload.
         let absolute = (range.lowerBound + dataRange.lowerBound)..<(range.lowerBound + dataRange.upperBound)

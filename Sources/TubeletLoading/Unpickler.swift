@@ -16,13 +16,21 @@ struct Unpickler {
     /// mutations, as in Python (torch memoizes a dict before filling it).
     final class ListBox { var items: [Node] = [] }
     final class DictBox { var entries: [(key: Node, value: Node)] = [] }
+    /// Tuples are boxed too, so that `release` can tell when it holds the last reference.
+    final class TupleBox: RandomAccessCollection {
+        var items: [Node]
+        init(_ items: [Node]) { self.items = items }
+        var startIndex: Int { items.startIndex }
+        var endIndex: Int { items.endIndex }
+        subscript(index: Int) -> Node { items[index] }
+    }
 
     enum Node {
         case mark
         case leaf(PickleValue)  // none, bool, int, float, string, bytes, tensor, opaque
         case list(ListBox)
         case dict(DictBox)
-        case tuple([Node])
+        case tuple(TupleBox)
         case global(String)  // "module.name", not yet called
         case storage(Storage)
     }
@@ -32,6 +40,8 @@ struct Unpickler {
     static let maxDepth = 1000
     /// The only oversized integers torch files hold are the legacy magic number and user config; past 8 bytes we give up.
     static let maxLongBytes = 8
+    /// A non-contiguous view is copied; the copy may be as large as its storage, or this.
+    static let maxGatherBytes = 64 << 20
 
     let file: String
     let entryName: String
@@ -43,6 +53,9 @@ struct Unpickler {
     private var stack: [Node] = []
     private var markPositions: [Int] = []
     private var memo: [Int: Node] = [:]
+    /// Every container popped off the stack, kept until the next opcode so that no local variable
+    /// ever holds the last reference to one (see `release`).
+    private var popped: [Node] = []
 
     init(file: String, entryName: String, bytes: UnsafeRawBufferPointer, persistentLoad: @escaping (Node, Int) throws -> Node) {
         self.file = file
@@ -105,6 +118,7 @@ struct Unpickler {
         guard let top = stack.popLast() else { throw error("pickle stack underflow") }
         if case .mark = top { throw error("unexpected MARK on the pickle stack") }
         if stack.count < (markPositions.last ?? 0) { throw error("pickle pops past a MARK") }
+        if top.isContainer { popped.append(top) }
         return top
     }
 
@@ -118,6 +132,7 @@ struct Unpickler {
         guard let mark = markPositions.popLast() else { throw error("no MARK on the pickle stack") }
         let items = Array(stack[mark...])
         stack.removeSubrange((mark - 1)...)  // the .mark placeholder sits at mark - 1
+        popped.append(contentsOf: items.filter(\.isContainer))
         return items
     }
 
@@ -134,7 +149,15 @@ struct Unpickler {
     // MARK: main loop
 
     mutating func load() throws -> PickleValue {
+        defer {  // the node graph is not needed once converted to values (tensors keep their storages)
+            var everything = stack + popped + Array(memo.values)
+            stack = []
+            popped = []
+            memo = [:]
+            Self.release(&everything, everything: true)
+        }
         while true {
+            if popped.count >= 4096 { Self.release(&popped) }  // between opcodes, no local holds a container
             opcodeOffset = position
             guard position < bytes.count else { throw error("truncated pickle: no STOP opcode", at: position) }
             let opcode = bytes[position]
@@ -185,12 +208,12 @@ struct Unpickler {
 
             case 0x7D: try push(.dict(DictBox()))  // EMPTY_DICT
             case 0x5D: try push(.list(ListBox()))  // EMPTY_LIST
-            case 0x29: try push(.tuple([]))  // EMPTY_TUPLE
+            case 0x29: try push(.tuple(TupleBox([])))  // EMPTY_TUPLE
             case 0x8F: try push(.list(ListBox()))  // EMPTY_SET: sets become lists
-            case 0x74: try push(.tuple(try popToMark()))  // TUPLE
-            case 0x85: let a = try pop(); try push(.tuple([a]))  // TUPLE1
-            case 0x86: let b = try pop(), a = try pop(); try push(.tuple([a, b]))  // TUPLE2
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try push(.tuple([a, b, c]))  // TUPLE3
+            case 0x74: try push(.tuple(TupleBox(try popToMark())))  // TUPLE
+            case 0x85: let a = try pop(); try push(.tuple(TupleBox([a])))  // TUPLE1
+            case 0x86: let b = try pop(), a = try pop(); try push(.tuple(TupleBox([a, b])))  // TUPLE2
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); try push(.tuple(TupleBox([a, b, c])))  // TUPLE3
             case 0x6C, 0x91: // LIST, FROZENSET
                 let box = ListBox()
                 box.items = try popToMark()
@@ -319,7 +342,7 @@ struct Unpickler {
         case "builtins.set", "__builtin__.set", "builtins.frozenset", "__builtin__.frozenset", "builtins.list", "__builtin__.list":
             let box = ListBox()
             if let first = a.first, case .list(let items) = first { box.items = items.items }
-            if let first = a.first, case .tuple(let items) = first { box.items = items }
+            if let first = a.first, case .tuple(let items) = first { box.items = items.items }
             return .list(box)
         case "_codecs.encode":
             // Protocol 2 stores bytes as _codecs.encode(text, "latin1"): plain data, safe to decode.
@@ -345,7 +368,7 @@ struct Unpickler {
     private func ints(_ node: Node, _ what: String) throws -> [Int] {
         let items: [Node]
         switch node {
-        case .tuple(let t): items = t
+        case .tuple(let t): items = t.items
         case .list(let l): items = l.items
         default: throw error("tensor \(what) must be a tuple of ints")
         }
@@ -399,8 +422,13 @@ struct Unpickler {
             return .leaf(.tensor(RawTensor(dtype: dtype, shape: size, region: region, source: file)))
         }
 
-        // Gather: walk the index space in row-major order with an odometer.
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: count * element, alignment: 64)
+        // Gather: walk the index space in row-major order with an odometer. Stride 0 (a broadcast view)
+        // lets a one-element storage describe any size, so the copy is bounded before allocating it.
+        let (copyBytes, copyOverflow) = count.multipliedReportingOverflow(by: element)
+        guard !copyOverflow, copyBytes <= max(storage.region.count, Self.maxGatherBytes) else {
+            throw error("tensor view (size \(size), stride \(stride)) of a \(storage.elementCount)-element storage would be copied into \(copyOverflow ? "more than Int.max" : String(copyBytes)) bytes; at most \(max(storage.region.count, Self.maxGatherBytes)) (the storage's size or 64 MiB) are allowed")
+        }
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: copyBytes, alignment: 64)
         let source = storage.region.start
         var index = [Int](repeating: 0, count: size.count)
         var sourceElement = offset
@@ -418,6 +446,32 @@ struct Unpickler {
         }
         let region = ByteRegion(adopting: memory, count: count * element)
         return .leaf(.tensor(RawTensor(dtype: dtype, shape: size, region: region, source: file)))
+    }
+
+    // MARK: releasing
+
+    /// Drops nodes without recursion. A pickle can nest containers a million deep at one byte per level
+    /// (TUPLE1 repeated, or lists appended through the memo), and Swift frees such a chain recursively,
+    /// overflowing the stack. Here a container is emptied first and its children are dropped from the same
+    /// loop: while parsing, only containers nothing else references; at the end (`everything`), all of
+    /// them, which also breaks reference cycles (a list appended to itself) that would otherwise leak.
+    static func release(_ nodes: inout [Node], everything: Bool = false) {
+        var pending = nodes
+        nodes = []
+        while let node = pending.popLast() {
+            switch consume node {
+            case .tuple(var box):
+                if everything || isKnownUniquelyReferenced(&box) { pending.append(contentsOf: box.items); box.items = [] }
+            case .list(var box):
+                if everything || isKnownUniquelyReferenced(&box) { pending.append(contentsOf: box.items); box.items = [] }
+            case .dict(var box):
+                if everything || isKnownUniquelyReferenced(&box) {
+                    for entry in box.entries { pending.append(entry.key); pending.append(entry.value) }
+                    box.entries = []
+                }
+            default: break
+            }
+        }
     }
 
     // MARK: finishing
@@ -448,6 +502,15 @@ struct Unpickler {
                 (key: try value(of: $0.key, depth: depth + 1, budget: &budget, path: &path),
                  value: try value(of: $0.value, depth: depth + 1, budget: &budget, path: &path))
             })
+        }
+    }
+}
+
+extension Unpickler.Node {
+    var isContainer: Bool {
+        switch self {
+        case .tuple, .list, .dict: return true
+        default: return false
         }
     }
 }

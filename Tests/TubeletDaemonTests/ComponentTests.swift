@@ -75,6 +75,8 @@ final class ComponentTests: XCTestCase {
         let good = try Subscriber(connect: events.boundEndpoint!, curve: (server.publicKey, allowed.secretKey))
         let bad = try Subscriber(connect: events.boundEndpoint!, curve: (server.publicKey, stranger.secretKey))
         let plain = try Subscriber(connect: events.boundEndpoint!)
+        // A client with an allowed key pair that has the wrong idea of the server's key (a man in the middle's).
+        let wrongServer = try Subscriber(connect: events.boundEndpoint!, curve: (try CurveKeyPair.generate().publicKey, allowed.secretKey))
         events.start()
         defer { events.stop() }
         XCTAssertTrue(waitUntil(timeout: 5) { events.counters.subscriptions >= 1 })
@@ -83,8 +85,10 @@ final class ComponentTests: XCTestCase {
         XCTAssertNotNil(good.waitFor(timeout: 3) { $0.isStatus }, "an allowed key receives")
         bad.drain(for: 0.5)
         plain.drain(for: 0.1)
+        wrongServer.drain(for: 0.1)
         XCTAssertEqual(bad.events.count, 0, "an unknown key is refused")
         XCTAssertEqual(plain.events.count, 0, "a client without CURVE gets nothing")
+        XCTAssertEqual(wrongServer.events.count, 0, "a handshake against another server key fails")
         XCTAssertEqual(events.counters.subscriptions, 1)
     }
 

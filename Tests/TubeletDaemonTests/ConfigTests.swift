@@ -103,6 +103,25 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try parse("")) { XCTAssertTrue("\($0)".contains("empty"), "\($0)") }
     }
 
+    /// `id:` with nothing after it, where a mapping must follow, used to crash (force unwrap); found by Fuzz/FuzzConfig.
+    func testEmptyEntriesAreErrors() {
+        assertError("models:\n  m:\ncameras:\n  front:\n    source: a", line: 2, column: 3, "models.m: expected a mapping of keys to values, found nothing")
+        assertError("models:\n  m: {file: a}\ncameras:\n  front:\n", line: 4, column: 3, "cameras.front: expected a mapping")
+        assertError(base + "\ndecisions:\n  labels:\n    waving: null", line: 9, column: 5, "decisions.labels.waving: expected a mapping")
+    }
+
+    /// Every input a fuzzer crashed on (Fuzz/regressions/FuzzConfig/) now parses to a ConfigError.
+    func testFuzzerFindingsAreErrors() throws {
+        let directory = Repo.path("Fuzz/regressions/FuzzConfig")
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        XCTAssertFalse(names.isEmpty)
+        for name in names {
+            let data = try XCTUnwrap(FileManager.default.contents(atPath: directory + "/" + name))
+            // As the fuzzer passes it: bytes decoded as UTF-8 with replacement characters.
+            XCTAssertThrowsError(try parse(String(decoding: data, as: UTF8.self)), name) { XCTAssertTrue($0 is ConfigError, "\(name): \($0)") }
+        }
+    }
+
     func testMissingFileIsAnError() {
         XCTAssertThrowsError(try DaemonConfig.load(path: "/nonexistent/t.yaml")) { XCTAssertTrue("\($0)".contains("cannot read"), "\($0)") }
     }

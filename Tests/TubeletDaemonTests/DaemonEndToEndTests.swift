@@ -373,7 +373,8 @@ final class SystemdUnitTests: XCTestCase {
             let text = try String(contentsOfFile: Repo.path("systemd/\(name)"), encoding: .utf8)
             for line in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", "WatchdogSec=", "DynamicUser=yes",
                          "SupplementaryGroups=video", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
-                         "DeviceAllow=char-video4linux rw"] {
+                         "DeviceAllow=char-video4linux rw", "ProcSubset=pid", "PrivateMounts=yes", "CapabilityBoundingSet=\n",
+                         "SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources", "MemoryDenyWriteExecute=yes"] {
                 XCTAssertTrue(text.contains(line), "\(name) lacks \(line)")
             }
         }

@@ -64,6 +64,14 @@ final class MsgpackTests: XCTestCase {
         assertLoadError(map([(str("w"), ndarray([2, 3], "float32", floats([1, 2, 3, 4, 5])))]), "needs 24 bytes, the payload holds 20")
     }
 
+    /// A shape whose element count fits an Int but whose byte count does not used to trap while
+    /// formatting the error message (count * 8).
+    func testByteCountOverflowIsALoadError() {
+        let dim: [UInt8] = [0xce, 0x7f, 0xff, 0xff, 0xff]  // uint32 2^31 - 1
+        let payload = [0x93, 0x93] + dim + dim + [0x02] + str("float64") + bin32([])
+        assertLoadError(map([(str("w"), ext(1, payload))]), "needs more than Int.max bytes")
+    }
+
     func testUnknownExtTypeAndOtherGarbage() {
         assertLoadError(map([(str("w"), ext(5, [0x90]))]), "ext type 5")
         assertLoadError([0xc1], "invalid type byte 0xc1")

@@ -168,6 +168,47 @@ final class TorchCheckpointTests: XCTestCase {
         assertLoadError(path, contains: "nests deeper") { try load() }
     }
 
+    /// Found by reasoning, confirmed with Fuzz/FuzzTorchCheckpoint (AddressSanitizer: stack-overflow while
+    /// freeing): a million nested 1-tuples in 1 MB used to crash when the unpickler let go of them.
+    func testMillionDeepNestingIsReleasedWithoutRecursion() throws {
+        let deep: [UInt8] = [0x80, 0x02, 0x4E] + [UInt8](repeating: 0x85, count: 1_000_000)
+        let (path, load) = try loadPickle(deep + [0x2E])
+        assertLoadError(path, contains: "nests deeper") { try load() }
+        // Popped and dropped mid-pickle, then a normal result.
+        let (_, load2) = try loadPickle(deep + [0x30, 0x4B, 0x07, 0x2E])  // POP, BININT1 7, STOP
+        guard case .int(7) = try load2() else { return XCTFail("expected 7 after dropping the deep tuple") }
+        // Lists nested through the memo: [], then [prev] 300,000 times (LONG_BINGET, APPEND, LONG_BINPUT, POP).
+        var lists: [UInt8] = [0x80, 0x02, 0x5D, 0x72, 0, 0, 0, 0]
+        func le32(_ n: Int) -> [UInt8] { [UInt8(n & 0xff), UInt8(n >> 8 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 24 & 0xff)] }
+        for i in 1..<300_000 { lists += [0x5D, 0x6A] + le32(i - 1) + [0x61, 0x72] + le32(i) + [0x30] }
+        let (path3, load3) = try loadPickle(lists + [0x6A] + le32(299_999) + [0x2E])
+        assertLoadError(path3, contains: "nests deeper") { try load3() }
+    }
+
+    /// A list appended to itself: read as a value, then freed (the cycle is broken, not leaked or recursed into).
+    func testSelfContainingList() throws {
+        let p: [UInt8] = [0x80, 0x02, 0x5D, 0x71, 0x00, 0x68, 0x00, 0x61, 0x2E]  // [] BINPUT 0, BINGET 0, APPEND, STOP
+        let (_, load) = try loadPickle(p)
+        guard case .list(let items) = try load(), items.count == 1, case .opaque("recursive list") = items[0] else {
+            return XCTFail("expected [<recursive list>]")
+        }
+    }
+
+    /// Only the fixed table of torch rebuild functions and containers is ever interpreted; a pickle that
+    /// asks for a shell command, exec or eval gets opaque values back and nothing runs.
+    func testDangerousGlobalsRunNothing() throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("tubelet-pwned-\(UUID().uuidString)").path
+        for (module, name, argument) in [("os", "system", "touch \(marker)"), ("builtins", "exec", "open('\(marker)', 'w')"),
+                                         ("builtins", "eval", "open('\(marker)', 'w')"), ("subprocess", "call", "touch \(marker)")] {
+            var p: [UInt8] = [0x80, 0x02, 0x63] + Array("\(module)\n\(name)\n".utf8)
+            let text = Array(argument.utf8)
+            p += [0x58, UInt8(text.count), 0, 0, 0] + text + [0x85, 0x52, 0x2E]  // TUPLE1 REDUCE STOP
+            let (_, load) = try loadPickle(p)
+            guard case .opaque("\(module).\(name)") = try load() else { return XCTFail("\(module).\(name) should be opaque") }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "\(module).\(name) ran")
+        }
+    }
+
     func testBigIntegersAreOpaque() throws {
         let p: [UInt8] = [0x80, 0x02, 0x8A, 0x09] + [UInt8](repeating: 0xFF, count: 8) + [0x01, 0x2E]  // LONG1, 9 bytes
         let (_, load) = try loadPickle(p)
@@ -197,6 +238,16 @@ final class TorchCheckpointTests: XCTestCase {
         let tensor = try XCTUnwrap(try load().tensor)
         XCTAssertEqual(tensor.shape, [2, 3])
         XCTAssertEqual(try tensor.floats().array, [1, 4, 7, 2, 5, 8])
+    }
+
+    /// A broadcast view (stride 0) of a one-element storage: small ones are copied, a 255^4-element one
+    /// (17 GB from a 4-byte storage) is refused before allocating (found with Fuzz/FuzzTorchCheckpoint).
+    func testBroadcastViewCopyIsBounded() throws {
+        let (_, load) = try loadPickle(rebuildPickle(numel: 1, offset: 0, size: [4], stride: [0]), storages: [("0", floatBytes([2.5]))])
+        XCTAssertEqual(try XCTUnwrap(try load().tensor).floats().array, [2.5, 2.5, 2.5, 2.5])
+        let (path2, load2) = try loadPickle(rebuildPickle(numel: 1, offset: 0, size: [255, 255, 255, 255], stride: [0, 0, 0, 0]),
+                                            storages: [("0", floatBytes([2.5]))])
+        assertLoadError(path2, contains: "would be copied into 16913002500 bytes") { try load2() }
     }
 
     func testViewOutsideStorageRejected() throws {
