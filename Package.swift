@@ -5,6 +5,13 @@ import PackageDescription
 // language mode, since their parallel loops hand raw pointers to worker threads.
 let fastMaths: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .swiftLanguageMode(.v5)]
 
+// GEMM backend, a build-time choice behind one cblas interface: TUBELET_BLAS=openblas (default, the
+// design card's) or TUBELET_BLAS=blis (Debian's libblis-dev), e.g. `TUBELET_BLAS=blis swift build -c release`.
+let blas = Context.environment["TUBELET_BLAS"] ?? "openblas"
+guard ["openblas", "blis"].contains(blas) else { fatalError("TUBELET_BLAS must be openblas or blis, got '\(blas)'") }
+let blasModule = blas == "blis" ? "CBLIS" : "CBLAS"
+let kernelSettings = fastMaths + (blas == "blis" ? [.define("TUBELET_BLAS_BLIS")] : [])
+
 // Layers point one way: kernels <- models <- loading <- streaming <- daemon / CLI.
 let package = Package(
     name: "Tubelet",
@@ -22,15 +29,17 @@ let package = Package(
     ],
     targets: [
         // C system libraries (Debian -dev packages).
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        blas == "blis" ? .systemLibrary(name: "CBLIS", path: "Sources/CBLIS")
+                       : .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas"),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .systemLibrary(name: "CFFmpeg", path: "Sources/CFFmpeg", pkgConfig: "libavformat libavcodec libavutil libswscale"),
         .systemLibrary(name: "CV4L2", path: "Sources/CV4L2", pkgConfig: "libv4l2"),
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", pkgConfig: "libzmq"),
         // Wrappers for C APIs Swift cannot call directly (variadic functions, function-like macros).
         .target(name: "CTubeletShim", dependencies: ["CFFmpeg", "CV4L2", "CZMQ"], path: "Sources/CTubeletShim"),
 
-        .target(name: "TubeletKernels", dependencies: ["CBLAS"],
-                swiftSettings: fastMaths),
+        .target(name: "TubeletKernels", dependencies: [.target(name: blasModule), "CMalloc"],
+                swiftSettings: kernelSettings),
         .target(name: "TubeletModels", dependencies: ["TubeletKernels"],
                 swiftSettings: fastMaths),
         .target(name: "TubeletLoading", dependencies: ["TubeletKernels", "TubeletModels"]),

@@ -42,20 +42,44 @@ public func erf8(_ x: SIMD8<Float>) -> SIMD8<Float> {
     return y.replacing(with: -y, where: x .< 0)
 }
 
+@inline(__always)
+func geluExact8(_ value: SIMD8<Float>) -> SIMD8<Float> {
+    0.5 * value * (1 + erf8(value * 0.70710678118654752))
+}
+
 /// GELU as `torch.nn.GELU()` (approximate='none'): 0.5·x·(1 + erf(x/√2)), in place.
 public func geluExact(_ x: UnsafeMutablePointer<Float>, count: Int) {
     Parallel.forRanges(count / 8, minimum: 4096) { range in
         for v in range {
             let p = UnsafeMutableRawPointer(x + v * 8)
-            let value = p.loadUnaligned(as: SIMD8<Float>.self)
-            let result = 0.5 * value * (1 + erf8(value * 0.70710678118654752))
-            p.storeBytes(of: result, as: SIMD8<Float>.self)
+            p.storeBytes(of: geluExact8(p.loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Float>.self)
         }
     }
     for i in (count / 8 * 8)..<count {
         var lanes = SIMD8<Float>(repeating: 0)
         lanes[0] = x[i]
-        x[i] = (0.5 * lanes * (1 + erf8(lanes * 0.70710678118654752)))[0]
+        x[i] = geluExact8(lanes)[0]
+    }
+}
+
+/// x[r, j] = GELU(x[r, j] + bias[j]) (exact GELU) for x: [rows, width], in place, on the calling
+/// thread: a linear layer's bias and its activation in one pass (for use inside a worker).
+public func addBiasGeluExact(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
+    for r in 0..<rows {
+        let row = x + r * width
+        var j = 0
+        while j + 8 <= width {
+            let p = UnsafeMutableRawPointer(row + j)
+            let b = UnsafeRawPointer(bias + j).loadUnaligned(as: SIMD8<Float>.self)
+            p.storeBytes(of: geluExact8(p.loadUnaligned(as: SIMD8<Float>.self) + b), as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < width {
+            var lanes = SIMD8<Float>(repeating: 0)
+            lanes[0] = row[j] + bias[j]
+            row[j] = geluExact8(lanes)[0]
+            j += 1
+        }
     }
 }
 

@@ -1,4 +1,8 @@
+#if TUBELET_BLAS_BLIS
+import CBLIS
+#else
 import CBLAS
+#endif
 
 /// C[m, n] = alpha * op(A) * op(B) + beta * C through `cblas_sgemm`, row-major.
 /// Single-threaded (see `Parallel`): callers split the work.

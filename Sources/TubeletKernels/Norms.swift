@@ -10,8 +10,9 @@ public func layerNorm(_ x: UnsafePointer<Float>, rows: Int, dim: Int,
     }
 }
 
+/// One row of `layerNorm`, for callers that fuse it into another pass (serial).
 @inline(__always)
-func layerNormRow(_ x: UnsafePointer<Float>, dim: Int, weight: UnsafePointer<Float>,
+public func layerNormRow(_ x: UnsafePointer<Float>, dim: Int, weight: UnsafePointer<Float>,
                   bias: UnsafePointer<Float>, eps: Float, into y: UnsafeMutablePointer<Float>) {
     // Two passes in fp32 with 8 lanes: mean, then centred variance (stable for large means).
     var sum8 = SIMD8<Float>()

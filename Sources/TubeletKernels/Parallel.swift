@@ -1,6 +1,10 @@
 import Dispatch
 import Foundation
+#if TUBELET_BLAS_BLIS
+import CBLIS
+#else
 import CBLAS
+#endif
 
 /// The one threading policy of Tubelet: BLAS calls are always single-threaded, and we split work
 /// (rows of a linear layer, windows x heads of attention) across `Parallel.threadCount` workers.
@@ -14,9 +18,13 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Makes OpenBLAS single-threaded once, before the first GEMM.
+    /// Makes the BLAS library single-threaded once, before the first GEMM.
     public static let blasConfigured: Bool = {
+        #if TUBELET_BLAS_BLIS
+        bli_thread_set_num_threads(1)
+        #else
         openblas_set_num_threads(1)
+        #endif
         return true
     }()
 

@@ -58,6 +58,23 @@ public struct WindowPartition: Sendable {
 
     /// windows[windowCount * tokensPerWindow, channels] ← x[grid tokens, channels]; padding is zero.
     public func partition(_ x: UnsafePointer<Float>, channels: Int, into windows: UnsafeMutablePointer<Float>) {
+        gather(x, channels: channels, into: windows) { source, destination in
+            destination.update(from: source, count: channels)
+        }
+    }
+
+    /// `partition` of LayerNorm(x) in one pass: each token is normalised straight into its window row
+    /// (padding stays zero, as the references pad after the norm).
+    public func partitionLayerNorm(_ x: UnsafePointer<Float>, channels: Int, weight: UnsafePointer<Float>,
+                                   bias: UnsafePointer<Float>, eps: Float, into windows: UnsafeMutablePointer<Float>) {
+        gather(x, channels: channels, into: windows) { source, destination in
+            layerNormRow(source, dim: channels, weight: weight, bias: bias, eps: eps, into: destination)
+        }
+    }
+
+    @inline(__always)
+    func gather(_ x: UnsafePointer<Float>, channels: Int, into windows: UnsafeMutablePointer<Float>,
+                _ row: (_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>) -> Void) {
         let map = sourceIndex
         Parallel.forRanges(map.count, minimum: 1024) { range in
             map.withUnsafeBufferPointer { map in
@@ -65,7 +82,7 @@ public struct WindowPartition: Sendable {
                     let destination = windows + position * channels
                     let source = Int(map[position])
                     if source >= 0 {
-                        destination.update(from: x + source * channels, count: channels)
+                        row(x + source * channels, destination)
                     } else {
                         destination.update(repeating: 0, count: channels)
                     }
@@ -74,9 +91,10 @@ public struct WindowPartition: Sendable {
         }
     }
 
-    /// x[grid tokens, channels] += windows[...] for every non-padding token: the reverse of
-    /// `partition` fused with the residual connection.
-    public func reverseAdd(_ windows: UnsafePointer<Float>, channels: Int, into x: UnsafeMutablePointer<Float>) {
+    /// x[grid tokens, channels] += windows[...] (+ bias) for every non-padding token: the reverse of
+    /// `partition` fused with the residual connection and the preceding linear layer's bias.
+    public func reverseAdd(_ windows: UnsafePointer<Float>, channels: Int, bias: UnsafePointer<Float>? = nil,
+                           into x: UnsafeMutablePointer<Float>) {
         let map = sourceIndex
         // Each grid token appears once, so ranges of windowed positions write disjoint rows.
         Parallel.forRanges(map.count, minimum: 1024) { range in
@@ -86,7 +104,11 @@ public struct WindowPartition: Sendable {
                     if source < 0 { continue }
                     let target = x + source * channels
                     let row = windows + position * channels
-                    for c in 0..<channels { target[c] += row[c] }
+                    if let bias {
+                        for c in 0..<channels { target[c] += row[c] + bias[c] }
+                    } else {
+                        for c in 0..<channels { target[c] += row[c] }
+                    }
                 }
             }
         }

@@ -170,12 +170,12 @@ public final class SwinStream {
         let n = partition.tokensPerWindow
         let tokens = slices * perSlice
 
-        // norm1 → per-slice spatial partition → qkv for the new slices, cached by token time.
-        let normed = Tensor(uninitialized: [tokens, c])
-        block.norm1(x.data, rows: tokens, into: normed.data)
+        // norm1 fused with the per-slice spatial partition → qkv for the new slices, cached by token time.
         let windows = Tensor(uninitialized: [slices * windowed, c])
         for slice in 0..<slices {
-            partition.partition(normed.data + slice * perSlice * c, channels: c, into: windows.data + slice * windowed * c)
+            partition.partitionLayerNorm(x.data + slice * perSlice * c, channels: c, weight: block.norm1.weight.data,
+                                         bias: block.norm1.bias.data, eps: block.norm1.eps,
+                                         into: windows.data + slice * windowed * c)
         }
         let qkv = Tensor(uninitialized: [slices * windowed, 3 * c])
         block.qkv(windows.data, rows: slices * windowed, into: qkv.data)
@@ -232,16 +232,12 @@ public final class SwinStream {
                 }
             }
         }
-        block.proj(attention.data, rows: slices * windowed, into: windows.data)
+        block.projectWithoutBias(attention.data, rows: slices * windowed, into: windows.data)
         for slice in 0..<slices {
-            partition.reverseAdd(windows.data + slice * windowed * c, channels: c, into: x.data + slice * perSlice * c)
+            partition.reverseAdd(windows.data + slice * windowed * c, channels: c, bias: block.proj.bias?.data,
+                                 into: x.data + slice * perSlice * c)
         }
-        // MLP on the new tokens, fc2 accumulated into the residual.
-        block.norm2(x.data, rows: tokens, into: normed.data)
-        let hidden = Tensor(uninitialized: [tokens, block.fc1.outFeatures])
-        block.fc1(normed.data, rows: tokens, into: hidden.data)
-        geluExact(hidden.data, count: hidden.count)
-        block.fc2(hidden.data, rows: tokens, into: x.data, accumulate: true)
+        block.mlpResidual(x.data, rows: tokens)
 
         return SwinStream.blockFlops(block, partition: partition, slices: slices, keySlices: keyCounts)
     }

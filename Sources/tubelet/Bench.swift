@@ -20,11 +20,15 @@ struct Bench: ParsableCommand {
     @Flag(help: "Streaming-native form of the topology: time kv reuse per label beside a clip from scratch.") var streaming = false
     @Option(help: "With --streaming: sampled frames between labels.") var hop = 8
     @Option(help: "With --streaming: labels timed in kv mode.") var labels = 8
+    @Option(help: "Classes of the random-weight topology's head.") var classes = 400
+    @Option(help: "Write the random-weight Video Swin topology (with --streaming: its streaming-native form) as a model file to this path (torchvision's Kinetics recipe with --frames frames, stride 2) instead of timing it.")
+    var writeModel: String?
 
     func validate() throws {
-        guard repeats >= 1, labels >= 1, frames >= 1, size >= 1 else {
-            throw ValidationError("--repeat, --labels, --frames and --size must be at least 1")
+        guard repeats >= 1, labels >= 1, frames >= 1, size >= 1, classes >= 1 else {
+            throw ValidationError("--repeat, --labels, --frames, --size and --classes must be at least 1")
         }
+        if writeModel != nil && model != nil { throw ValidationError("--write-model writes a random-weight topology, not --model") }
     }
 
     func run() throws {
@@ -44,9 +48,9 @@ struct Bench: ParsableCommand {
         } else {
             var config: VideoSwinConfig
             switch topology {
-            case "swin3d_t": config = .swin3dT()
-            case "swin3d_s": config = .swin3dS()
-            case "swin3d_b": config = .swin3dB()
+            case "swin3d_t": config = .swin3dT(numClasses: classes)
+            case "swin3d_s": config = .swin3dS(numClasses: classes)
+            case "swin3d_b": config = .swin3dB(numClasses: classes)
             case "timesformer_b", "vivit_b", "vivit_b_fe": return try benchViT()
             case "uniformer_s", "uniformer_b":
                 if streaming { fail("--streaming is for Video Swin topologies") }
@@ -55,6 +59,7 @@ struct Bench: ParsableCommand {
             default: fail("unknown topology '\(topology)' (expected swin3d_t, swin3d_s, swin3d_b, timesformer_b, vivit_b, vivit_b_fe, uniformer_s or uniformer_b)")
             }
             config.streaming = streaming
+            if let path = writeModel { return try write(config, to: path) }
             (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
         }
         var generator = SplitMix64(seed: 1)
@@ -96,6 +101,24 @@ extension Bench {
         time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
     }
 
+    /// The random-weight topology as a model file, for end-to-end runs of the daemon (tools/realtime_rtsp.sh).
+    func write(_ config: VideoSwinConfig, to path: String) throws {
+        let random = randomWeights(seed: 0)
+        let weights = try config.parameterShapes().map { name, shape in (name: name, tensor: try random(name, shape)) }
+        var recipe = Preprocessing.torchvisionKinetics
+        recipe.frames = frames
+        recipe.cropSize = size
+        recipe.resizeShortSide = size * 256 / 224
+        do {
+            try ModelFile.write(videoSwin: config, weights: weights, preprocessing: recipe,
+                                labels: (0..<config.numClasses).map { "class_\($0)" },
+                                source: "tubelet bench --write-model (random weights, seed 0)", to: path)
+        } catch { fail("\(path): \(error)") }
+        print("wrote \(path): \(topology)\(config.streaming ? " streaming-native" : ""), \(config.numClasses) classes, \(frames) frames at stride 2, \(size)x\(size)")
+    }
+}
+
+extension Bench {
     /// TimeSformer-B (divided space-time), ViViT-B Model 1 or ViViT-B Model 2 (factorised encoder) with random
     /// weights, full clips.
     func benchViT() throws {
