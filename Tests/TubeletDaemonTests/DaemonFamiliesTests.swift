@@ -4,7 +4,7 @@ import TubeletLoading
 import XCTest
 
 /// The real `tubeletd` runs every model family: each tiny parity fixture (Tests/TubeletModelsTests/Fixtures),
-/// imported through the same code as `tubelet import`, on a camera of its own reading an ffmpeg-encoded file;
+/// imported through the same code as `tubelet import` (Video Swin, TimeSformer, ViViT 1-4, UniFormer),, on a camera of its own reading an ffmpeg-encoded file;
 /// label events arrive over a ZeroMQ SUB socket and match Config/schemas.
 final class DaemonFamiliesTests: XCTestCase {
     override func tearDown() { ChildProcess.killAll() }
@@ -13,10 +13,10 @@ final class DaemonFamiliesTests: XCTestCase {
     func familyModels(in scratch: URL) throws -> [(camera: String, file: String, reuse: String)] {
         let fixtures = Repo.root.appendingPathComponent("Tests/TubeletModelsTests/Fixtures")
         func path(_ relative: String) -> String { fixtures.appendingPathComponent(relative).path }
-        func write(_ camera: String, _ imported: HFImport.Imported) throws -> String {
+        func write(_ camera: String, _ imported: HFImport.Imported, preprocessing: Preprocessing? = nil) throws -> String {
             let file = scratch.appendingPathComponent("\(camera).safetensors").path
             try ModelFile.write(architecture: imported.architecture, configJSON: imported.configJSON, weights: imported.weights,
-                                preprocessing: imported.preprocessing, labels: imported.labels, source: "test:\(camera)", to: file)
+                                preprocessing: preprocessing ?? imported.preprocessing, labels: imported.labels, source: "test:\(camera)", to: file)
             return file
         }
         // Video Swin at a small recipe (the checkpoints' own is 224 pixels): clip-trained and streaming-native.
@@ -36,6 +36,10 @@ final class DaemonFamiliesTests: XCTestCase {
             ("vivit2", try write("vivit2", try ScenicImport.importCheckpoint(path: path("vivit_scenic/model2/checkpoint.msgpack"), model: 2, options: scenic)), "exact"),
             ("vivit3", try write("vivit3", try ScenicImport.importCheckpoint(path: path("vivit_scenic/model3/checkpoint.msgpack"), model: 3, options: scenic)), "exact"),
             ("vivit4", try write("vivit4", try ScenicImport.importCheckpoint(path: path("vivit_scenic/model4/checkpoint.msgpack"), model: 4, options: scenic)), "none"),
+            // UniFormer (official layout, head width 8) at a small recipe; its own default crops 224 pixels.
+            ("uniformer", try write("uniformer", try UniFormerImport.importCheckpoint(path: path("uniformer/plain_8f/checkpoint.pth"), options: .init(headDim: 8)),
+                                    preprocessing: Preprocessing(frames: 8, frameStride: 2, resizeShortSide: 32, cropSize: 32, pixelScale: 1.0 / 255,
+                                                                 mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])), "exact"),
         ]
     }
 
