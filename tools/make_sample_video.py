@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import actions  # noqa: E402
@@ -79,8 +78,10 @@ def iou(a, b):
     return inter / union if union > 0 else 0.0
 
 
-@torch.no_grad()
 def evaluate(model_path, mp4, timeline, smooth, clip_tokens=8, hop_tokens=2):
+    # torch only here: rendering a video (e.g. a validation one) needs numpy and ffmpeg alone.
+    import torch
+    torch.set_grad_enabled(False)
     from streaming_swin import StreamingSwin
     from train_demo import preprocess
     torch.set_num_threads(2)

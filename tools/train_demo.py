@@ -55,9 +55,10 @@ def preprocess(u8: np.ndarray) -> torch.Tensor:
     return x.permute(0, 4, 1, 2, 3).contiguous()
 
 
-def make_batch(n, context, rng, boundary_p, min_current, difficulty):
+def make_batch(n, context, rng, boundary_p, min_current, difficulty, class_p=None):
+    """class_p: probability of each class (default uniform; --oversample raises some)."""
     total = context + CLIP
-    cls = rng.integers(0, len(actions.CLASSES), n)
+    cls = rng.choice(len(actions.CLASSES), n, p=class_p) if class_p is not None else rng.integers(0, len(actions.CLASSES), n)
     cur = actions.generate_batch(cls, total, SIZE, rng, **difficulty)
     cut = rng.uniform(0, 1, n) < boundary_p
     if cut.any():
@@ -155,6 +156,9 @@ def main():
     ap.add_argument("--out", type=Path, default=REPO / "models" / "demo")
     ap.add_argument("--init", type=Path, default=None, help="resume weights from a checkpoint")
     ap.add_argument("--difficulty", type=str, default="{}", help="JSON overrides of actions.DEFAULTS")
+    ap.add_argument("--oversample", type=str, nargs="+", default=[],
+                    help="classes drawn more often in training (held-out sets stay uniform), e.g. rotate_cw rotate_ccw")
+    ap.add_argument("--oversample-p", type=float, default=0.3, help="share of training samples drawn from --oversample")
     ap.add_argument("--ramp", type=float, nargs=2, default=[0.1, 0.5],
                     help="curriculum: actions.EASY until this fraction of the budget, then linear to the target")
     args = ap.parse_args()
@@ -185,6 +189,11 @@ def main():
     print(f"held-out sets built in {time.time() - t_h:.1f}s", flush=True)
 
     rng = np.random.default_rng(args.seed)
+    class_p = None
+    if args.oversample:
+        focus = [actions.IDX[c] for c in args.oversample]
+        class_p = np.full(len(actions.CLASSES), (1 - args.oversample_p) / len(actions.CLASSES))
+        class_p[focus] += args.oversample_p / len(focus)
     budget = args.minutes * 60
     t0 = time.time()
     step, samples = 0, 0
@@ -204,7 +213,8 @@ def main():
         tg = time.time()
         w = min(1.0, max(0.0, (frac - args.ramp[0]) / max(args.ramp[1] - args.ramp[0], 1e-9)))
         diff_now = actions.lerp_difficulty(actions.EASY, difficulty, w)
-        u8, y, _ = make_batch(args.batch, args.context, rng, args.boundary_p * (0.3 + 0.7 * w), args.min_current, diff_now)
+        u8, y, _ = make_batch(args.batch, args.context, rng, args.boundary_p * (0.3 + 0.7 * w), args.min_current, diff_now,
+                                class_p)
         x = preprocess(u8)
         gen_time += time.time() - tg
         tau0 = int(rng.integers(0, Wt))
@@ -248,7 +258,8 @@ def main():
                       curriculum=f"actions.EASY until {args.ramp[0]:.2f} of the budget, linear to the target difficulty by {args.ramp[1]:.2f}; cut probability scaled 0.3->1 with it",
                       context_frames=args.context, clip_frames=CLIP, tau0="uniform in [0, Wt) per step",
                       boundary_p=args.boundary_p, min_current_frames=args.min_current, difficulty={k: list(v) if isinstance(v, tuple) else v for k, v in difficulty.items()},
-                      init=str(args.init) if args.init else None, threads=2, seed=args.seed),
+                      init=str(args.init) if args.init else None, threads=2, seed=args.seed,
+                      oversample=dict(classes=args.oversample, p=args.oversample_p) if args.oversample else None),
         heldout=dict(seed_clean=777, seed_cut=778, clean_n=len(clean[1]), cut_n=len(cutset[1]),
                      clean_top1=acc, cut_top1=acc_cut, per_class_clean=per, per_class_cut=per_cut,
                      confusion_clean=conf,

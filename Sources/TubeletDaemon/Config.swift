@@ -340,9 +340,11 @@ struct ConfigReader {
         for entry in camerasSection.entries {
             try checkID(entry.key, entry.keyNode, what: "camera id")
             let section = try camerasSection.section(of: entry)
-            guard let source = try section.string("source"), !source.isEmpty else {
+            guard var source = try section.string("source"), !source.isEmpty else {
                 throw fail(entry.value, "\(section.path).source: missing (an rtsp:// URL, a file or /dev/videoN)")
             }
+            // A file named by a relative path is relative to this file, like a model's; URLs stay as they are.
+            if !source.contains("://") { source = resolve(source) }
             let capture = try section.section("capture").map { try readCapture($0, base: captureDefaults) } ?? captureDefaults
             let window = try section.section("window").map { try readWindow($0, base: windowDefaults) } ?? windowDefaults
             let decisions = try section.section("decisions").map { try readDecisions($0, base: decisionDefaults) } ?? decisionDefaults

@@ -113,6 +113,31 @@ final class CLITests: XCTestCase {
         XCTAssertLessThanOrEqual(total, 1.0 + 1e-9)
     }
 
+    /// `eval-stream --config Config/demo.yaml` measures what the demo daemon runs: the committed model
+    /// (the import of models/demo/demo.pth), kv reuse at a quarter-clip hop and the config's decisions.
+    func testEvalStreamOnTheDemoConfigMeetsTheDemoTargets() throws {
+        let repo = Self.fixtures.appendingPathComponent("../../../..").standardized
+        func path(_ relative: String) -> String { repo.appendingPathComponent(relative).path }
+        let imported = scratch.appendingPathComponent("demo.safetensors").path
+        let result = try tubelet(["import", path("models/demo/demo.pth"), "-o", imported])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: imported)), try Data(contentsOf: URL(fileURLWithPath: path("models/demo/demo.safetensors"))),
+                       "models/demo/demo.safetensors is `tubelet import models/demo/demo.pth`")
+        let truth = path("models/demo/sample_timeline.json")
+        let fromConfig = try tubelet(["eval-stream", "--config", path("Config/demo.yaml"), "--truth", truth, "--json"])
+        XCTAssertEqual(fromConfig.status, 0, fromConfig.stderr)
+        let metrics = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(fromConfig.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(metrics["reuse"] as? String, "kv")
+        XCTAssertEqual(metrics["hop"] as? Int, 4)
+        XCTAssertEqual(metrics["clip_frames"] as? Int, 16)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(metrics["f1"] as? Double), 0.85, "issue 6 target: \(metrics)")
+        XCTAssertLessThanOrEqual(try XCTUnwrap(metrics["median_delay_s"] as? Double), 1.0, "issue 6 target: \(metrics)")
+        // An option on the command line overrides the config's value: a higher min score starts fewer actions.
+        let stricter = try tubelet(["eval-stream", "--config", path("Config/demo.yaml"), "--truth", truth, "--json", "--min-score", "0.99"])
+        let strict = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stricter.stdout.utf8)) as? [String: Any])
+        XCTAssertLessThan(try XCTUnwrap(strict["detections"] as? Int), try XCTUnwrap(metrics["detections"] as? Int))
+    }
+
     func testTruncatedCheckpointGivesOneLineAndExit2() throws {
         let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("window_433/torchvision.pth"))
         let truncated = scratch.appendingPathComponent("truncated.pth")

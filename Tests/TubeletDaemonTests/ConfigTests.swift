@@ -41,7 +41,17 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(documented.metrics.listen, "127.0.0.1:9464")
         let demo = try DaemonConfig.load(path: Repo.path("Config/demo.yaml"))
         XCTAssertEqual(demo.cameras.map(\.id), ["demo"])
-        XCTAssertEqual(demo.models[0].file, Repo.path("demo/model.safetensors"), "relative to the config file")
+        XCTAssertEqual(demo.models[0].file, Repo.path("models/demo/demo.safetensors"), "relative to the config file")
+        XCTAssertEqual(demo.cameras[0].source, Repo.path("models/demo/sample.mp4"), "a file source too")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: demo.models[0].file) && FileManager.default.fileExists(atPath: demo.cameras[0].source),
+                      "Config/demo.yaml names the bundled model and sample video")
+        XCTAssertEqual(demo.cameras[0].window.reuse, "kv")
+        XCTAssertEqual(demo.cameras[0].decisions.ignoreLabels, ["idle"])
+    }
+
+    func testRelativeFileSourcesAreRelativeToTheConfigFile() throws {
+        let config = try parse("models:\n  m: {file: m.st}\ncameras:\n  a: {source: clips/a.mp4}\n  b: {source: /dev/video0}\n  c: {source: rtsp://cam/s}")
+        XCTAssertEqual(config.cameras.map(\.source), ["/etc/tubelet/clips/a.mp4", "/dev/video0", "rtsp://cam/s"])
     }
 
     func testDefaultsAndModelResolution() throws {
