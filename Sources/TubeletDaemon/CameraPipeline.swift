@@ -55,6 +55,9 @@ public func captureOptions(_ camera: CameraConfig, settings: WindowSettings, geo
 /// (batched with other cameras' clips due at the same time), decisions, events.
 final class CameraPipeline: @unchecked Sendable {
     let camera: CameraConfig
+    /// Frames arrive at the source's pace (a camera, a stream, or a file played in real time), so falling
+    /// behind means a backlog; a file read as fast as it decodes is never behind.
+    var paced: Bool { camera.capture.realtime || camera.source.contains("://") || camera.source.hasPrefix("/dev/") }
     let model: LoadedModel
     let settings: WindowSettings
     let worker: InferenceWorker
@@ -201,8 +204,9 @@ final class CameraPipeline: @unchecked Sendable {
                 lock.unlock()
             }
             // Behind when the frames for the next clip are already captured: a clip falling due now
-            // is stale, skipped (counted) instead of computed, so that no backlog builds up.
-            let stale = reader.backlog > UInt64(settings.hop)
+            // is stale, skipped (counted) instead of computed, so that no backlog builds up. A file read
+            // as fast as it decodes (realtime: false) is always ahead; there every clip is computed.
+            let stale = paced && reader.backlog > UInt64(settings.hop)
             let result = reader.withNext(timeout: 0.2) { view in (scheduler.pushDeferred(frame: view, skipIfDue: stale), CaptureClock.now()) }
             guard let (due, frameReadAt) = result else { continue }
             lock.lock()
