@@ -37,8 +37,11 @@ let package = Package(
         .systemLibrary(name: "CZMQ", path: "Sources/CZMQ", pkgConfig: "libzmq"),
         // Wrappers for C APIs Swift cannot call directly (variadic functions, function-like macros).
         .target(name: "CTubeletShim", dependencies: ["CFFmpeg", "CV4L2", "CZMQ"], path: "Sources/CTubeletShim"),
+        // Our packed-panel GEMM and fused epilogues (AVX2 + FMA intrinsics).
+        .target(name: "CTubeletGemm", path: "Sources/CTubeletGemm",
+                cSettings: [.unsafeFlags(["-O3", "-mavx2", "-mfma"])]),
 
-        .target(name: "TubeletKernels", dependencies: [.target(name: blasModule), "CMalloc"],
+        .target(name: "TubeletKernels", dependencies: [.target(name: blasModule), "CMalloc", "CTubeletGemm"],
                 swiftSettings: kernelSettings),
         .target(name: "TubeletModels", dependencies: ["TubeletKernels"],
                 swiftSettings: fastMaths),

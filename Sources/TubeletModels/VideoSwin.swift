@@ -127,23 +127,55 @@ public struct LinearWeights: Sendable {
     /// [outFeatures, inFeatures], PyTorch layout.
     public let weight: Tensor
     public let bias: Tensor?
+    /// Wᵀ packed once for our GEMM; nil with `TUBELET_GEMM=blas`.
+    public let packed: PackedMatrix?
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
 
     public init(_ weights: WeightProvider, _ prefix: String, in inFeatures: Int, out outFeatures: Int, bias hasBias: Bool = true) throws {
-        weight = try weights(prefix + "weight", [outFeatures, inFeatures])
-        bias = hasBias ? try weights(prefix + "bias", [outFeatures]) : nil
+        self.init(weight: try weights(prefix + "weight", [outFeatures, inFeatures]),
+                  bias: hasBias ? try weights(prefix + "bias", [outFeatures]) : nil)
     }
 
     public init(weight: Tensor, bias: Tensor?) {
+        precondition(weight.rank == 2, "a linear weight is [out, in], got \(weight.shape)")
         self.weight = weight
         self.bias = bias
+        packed = GEMMBackend.packed
+            ? PackedMatrix(linearWeight: weight.data, outFeatures: weight.shape[0], inFeatures: weight.shape[1]) : nil
     }
 
     /// y[rows, out] (+)= x[rows, in] · Wᵀ + b.
     public func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        linear(x, rows: rows, inFeatures: inFeatures, weight: weight.data, bias: bias?.data,
-               outFeatures: outFeatures, into: y, accumulate: accumulate)
+        if let packed {
+            linearPacked(x, rows: rows, weight: packed, bias: bias?.data, into: y, accumulate: accumulate)
+        } else {
+            linear(x, rows: rows, inFeatures: inFeatures, weight: weight.data, bias: bias?.data,
+                   outFeatures: outFeatures, into: y, accumulate: accumulate)
+        }
+    }
+
+    /// y[rows, out] = x[rows, in] · Wᵀ (+ b), on the calling thread (inside a worker).
+    @inline(__always)
+    func rows(_ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false,
+              withBias: Bool = true, gelu: Bool = false) {
+        let biasData = withBias ? bias?.data : nil
+        if let packed {
+            gemmPacked(m: count, n: outFeatures, k: inFeatures, a: x, lda: inFeatures, b: packed.data,
+                       c: y, ldc: outFeatures, accumulate: accumulate, bias: biasData, gelu: gelu)
+            return
+        }
+        sgemm(transposeA: false, transposeB: true, m: count, n: outFeatures, k: inFeatures,
+              a: x, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+        precondition(!gelu || biasData != nil, "the cblas path fuses GELU with a bias only")
+        if gelu, let biasData {
+            addBiasGeluExact(y, rows: count, width: outFeatures, bias: biasData)
+        } else if let biasData {
+            for r in 0..<count {
+                let row = y + r * outFeatures
+                for j in 0..<outFeatures { row[j] += biasData[j] }
+            }
+        }
     }
 }
 
@@ -240,22 +272,23 @@ public struct SwinBlock: Sendable {
 
     /// attention[rows, C] · projᵀ, its bias left to `reverseAdd`.
     func projectWithoutBias(_ attention: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        linear(attention, rows: rows, inFeatures: channels, weight: proj.weight.data, bias: nil,
-               outFeatures: channels, into: y)
+        Parallel.forRanges(rows, minimum: 24) { range in
+            proj.rows(attention + range.lowerBound * channels, count: range.count,
+                      into: y + range.lowerBound * channels, withBias: false)
+        }
     }
 
     /// Rows per block of `mlpResidual`: a block's hidden activations (stage 1: 256 x 384 floats)
-    /// stay in L2, and 256 is about OpenBLAS's own row blocking on Zen.
+    /// stay in L2.
     static let mlpBlockRows = 256
 
     /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual. Each worker takes a
     /// contiguous range of rows and runs it in blocks of `mlpBlockRows`: norm2 into a small buffer,
-    /// fc1, bias + GELU in one pass, fc2 accumulated into x, fc2's bias; the hidden activations
-    /// never make a round trip through memory.
+    /// fc1 with its bias and GELU in the GEMM's epilogue, fc2 with its bias accumulated into x; the
+    /// hidden activations never make a round trip through memory.
     func mlpResidual(_ x: UnsafeMutablePointer<Float>, rows: Int) {
         let c = channels, width = fc1.outFeatures
-        guard let fc1Bias = fc1.bias?.data, let fc2Bias = fc2.bias?.data else { preconditionFailure("MLP without biases") }
-        Parallel.forRanges(rows, minimum: 64) { range in
+        Parallel.forRanges(rows, minimum: 24) { range in
             let blockRows = min(SwinBlock.mlpBlockRows, range.count)
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * c)
             let hidden = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * width)
@@ -268,28 +301,68 @@ public struct SwinBlock: Sendable {
                     layerNormRow(rowsOfX + r * c, dim: c, weight: norm2.weight.data, bias: norm2.bias.data,
                                  eps: norm2.eps, into: normed + r * c)
                 }
-                sgemm(transposeA: false, transposeB: true, m: count, n: width, k: c,
-                      a: normed, lda: c, b: fc1.weight.data, ldb: c, c: hidden, ldc: width)
-                addBiasGeluExact(hidden, rows: count, width: width, bias: fc1Bias)
-                sgemm(transposeA: false, transposeB: true, m: count, n: c, k: width,
-                      a: hidden, lda: width, b: fc2.weight.data, ldb: width, beta: 1, c: rowsOfX, ldc: c)
-                for r in 0..<count {
-                    let row = rowsOfX + r * c
-                    for j in 0..<c { row[j] += fc2Bias[j] }
-                }
+                fc1.rows(normed, count: count, into: hidden, gelu: true)
+                fc2.rows(hidden, count: count, into: rowsOfX, accumulate: true)
                 start += count
             }
         }
     }
 
+    /// Score rows per block of `windowAttention`: 48 x 392 scores (75 KB) stay in L2 from the
+    /// q·kᵀ product through the softmax to the product with v (a whole 392 x 392 tile is 614 KB).
+    static let attentionBlockRows = 48
+
     /// For every (window, head): softmax(q·kᵀ·scale + bias + mask)·v, heads concatenated.
     /// qkv: [windows·N, 3C] with each row laid out (3, heads, headDim); out: [windows·N, C].
     ///
-    /// Fused to touch each N×N score tile three times: it starts as bias (+ mask) and the GEMM
-    /// accumulates scale·q·kᵀ onto it (beta = 1); one pass takes the row maximum, one writes
-    /// exp(x - max) and sums it; the softmax's division is applied to the N×headDim output rows.
+    /// Keys and values of a (window, head) are packed once; then per block of query rows the
+    /// scores come out of the GEMM with scale and bias applied, are exponentiated in place, and
+    /// multiply v with the softmax's division folded into the GEMM's row scale.
     func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int = 1, bias: UnsafePointer<Float>,
                          mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
+        guard GEMMBackend.packed else {
+            windowAttentionBLAS(qkv: qkv, partition: partition, clips: clips, bias: bias, mask: mask, into: out)
+            return
+        }
+        let n = partition.tokensPerWindow
+        let c = channels, headDim = c / heads
+        let scale = 1 / Float(headDim).squareRoot()
+        let pairs = clips * partition.windowCount * heads
+        let blockRows = min(SwinBlock.attentionBlockRows, n)
+        Parallel.forRanges(pairs) { range in
+            let keys = UnsafeMutablePointer<Float>.allocate(capacity: PackedMatrix.floats(k: headDim, n: n))
+            let values = UnsafeMutablePointer<Float>.allocate(capacity: PackedMatrix.floats(k: n, n: headDim))
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * n)
+            let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: blockRows)
+            defer { keys.deallocate(); values.deallocate(); scores.deallocate(); inverseSums.deallocate() }
+            for pair in range {
+                let window = pair / heads, head = pair % heads
+                let q = qkv + window * n * 3 * c + head * headDim
+                packB(q + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: keys)
+                packB(q + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: values)
+                let output = out + window * n * c + head * headDim
+                var first = 0
+                while first < n {
+                    let rows = min(blockRows, n - first)
+                    gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: keys,
+                               c: scores, ldc: n, alpha: scale, addend: bias + (head * n + first) * n, addendStride: n)
+                    if let mask {
+                        for r in 0..<rows { mask.applyRow(window: window % partition.windowCount, row: first + r, to: scores + r * n) }
+                    }
+                    for r in 0..<rows { inverseSums[r] = 1 / exponentiateRowFused(scores + r * n, count: n) }
+                    gemmPacked(m: rows, n: headDim, k: n, a: scores, lda: n, b: values,
+                               c: output + first * c, ldc: c, rowScale: inverseSums)
+                    first += rows
+                }
+            }
+        }
+    }
+
+    /// `windowAttention` through cblas (`TUBELET_GEMM=blas`). Each N×N score tile starts as bias
+    /// (+ mask) and the GEMM accumulates scale·q·kᵀ onto it (beta = 1); the softmax's division is
+    /// applied to the N×headDim output rows.
+    func windowAttentionBLAS(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int, bias: UnsafePointer<Float>,
+                             mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
         let n = partition.tokensPerWindow
         let c = channels, headDim = c / heads
         let scale = 1 / Float(headDim).squareRoot()

@@ -24,7 +24,7 @@ final class CLITests: XCTestCase {
     struct Result { let status: Int32; let stdout: String; let stderr: String }
 
     /// The `tubelet` built next to this test bundle.
-    func tubelet(_ arguments: [String]) throws -> Result {
+    func tubelet(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let directory = Bundle.main.executableURL!.deletingLastPathComponent()
         let binary = directory.appendingPathComponent("tubelet")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
@@ -33,6 +33,9 @@ final class CLITests: XCTestCase {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -62,10 +65,18 @@ final class CLITests: XCTestCase {
         return model
     }
 
+    /// Both GEMM backends: our packed kernel (default) and cblas for every product (`TUBELET_GEMM=blas`).
     func testImportThenInferClipMatchesReferenceLogits() throws {
         let model = try importFixture()
+        for backend in ["packed", "blas"] {
+            try inferMatchesReference(model: model, environment: ["TUBELET_GEMM": backend])
+        }
+    }
+
+    func inferMatchesReference(model: String, environment: [String: String]) throws {
         let result = try tubelet(["infer", "--model", model, "--clip",
-                                  Self.fixtures.appendingPathComponent("window_433/clip.safetensors").path, "--json", "--top", "3"])
+                                  Self.fixtures.appendingPathComponent("window_433/clip.safetensors").path, "--json", "--top", "3"],
+                                 environment: environment)
         XCTAssertEqual(result.status, 0, result.stderr)
         let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         let logits = try XCTUnwrap(json["logits"] as? [Double])
