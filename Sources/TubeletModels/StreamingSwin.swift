@@ -196,6 +196,60 @@ public final class SwinStream {
             let time = firstTime + slice
             keyCounts += time - max(windowStart(time, shift: shift), startTokenTime) + 1
         }
+        if GEMMBackend.packed {
+            // Keys and values of each time slice packed once per item; one GEMM per key slice
+            // writes scale·q·kᵀ + that offset's bias straight into its columns of the score rows.
+            let keyFloats = PackedMatrix.floats(k: headDim, n: n), valueFloats = PackedMatrix.floats(k: n, n: headDim)
+            Parallel.forRanges(slices * partition.windowCount * heads) { range in
+                let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * windowTemporal * n)
+                let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                let keys = UnsafeMutablePointer<Float>.allocate(capacity: keyFloats)
+                let values = UnsafeMutablePointer<Float>.allocate(capacity: windowTemporal * valueFloats)
+                defer { scores.deallocate(); inverseSums.deallocate(); keys.deallocate(); values.deallocate() }
+                for item in range {
+                    let slice = item / (partition.windowCount * heads)
+                    let window = (item / heads) % partition.windowCount, head = item % heads
+                    let time = firstTime + slice
+                    let first = max(windowStart(time, shift: shift), startTokenTime)
+                    let rowStride = (time - first + 1) * n
+                    let query = tiles[time]!.data + window * n * 3 * c + head * headDim
+                    for (block, keyTime) in (first...time).enumerated() {
+                        let tile = tiles[keyTime]!.data + window * n * 3 * c + head * headDim
+                        packB(tile + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: keys)
+                        packB(tile + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: values + block * valueFloats)
+                        gemmPacked(m: n, n: n, k: headDim, a: query, lda: 3 * c, b: keys, c: scores + block * n, ldc: rowStride,
+                                   alpha: scale, addend: bias.data + ((time - keyTime) * heads + head) * n * n, addendStride: n)
+                        layout.mask?.apply(window: window, to: scores + block * n, rowStride: rowStride)
+                    }
+                    for row in 0..<n { inverseSums[row] = 1 / exponentiateRowFused(scores + row * rowStride, count: rowStride) }
+                    let output = attention.data + (slice * windowed + window * n) * c + head * headDim
+                    for block in 0...(time - first) {
+                        gemmPacked(m: n, n: headDim, k: n, a: scores + block * n, lda: rowStride, b: values + block * valueFloats,
+                                   c: output, ldc: c, accumulate: block > 0, rowScale: inverseSums)
+                    }
+                }
+            }
+        } else {
+            attendBLAS(partition: partition, heads: heads, headDim: headDim, slices: slices, firstTime: firstTime, shift: shift,
+                       scale: scale, bias: bias, layout: layout, tiles: tiles, windowed: windowed, c: c, into: attention)
+        }
+        block.projectWithoutBias(attention.data, rows: slices * windowed, into: windows.data)
+        for slice in 0..<slices {
+            partition.reverseAdd(windows.data + slice * windowed * c, channels: c, bias: block.proj.bias?.data,
+                                 into: x.data + slice * perSlice * c)
+        }
+        block.mlpResidual(x.data, rows: tokens)
+
+        return SwinStream.blockFlops(block, partition: partition, slices: slices, keySlices: keyCounts)
+    }
+
+    /// The attention of `runBlock` through cblas (`TUBELET_GEMM=blas`): each score tile starts as
+    /// its offset's bias (+ mask) and the GEMM accumulates scale·q·kᵀ onto it.
+    private func attendBLAS(partition: WindowPartition, heads: Int, headDim: Int, slices: Int, firstTime: Int, shift: Int,
+                            scale: Float, bias: Tensor, layout: SpatialLayout, tiles: [Int: Tensor], windowed: Int, c: Int,
+                            into attention: Tensor) {
+        let n = partition.tokensPerWindow
+        let windowTemporal = bias.shape[0]
         Parallel.forRanges(slices * partition.windowCount * heads) { range in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * windowTemporal * n)
             let rowSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
@@ -232,14 +286,6 @@ public final class SwinStream {
                 }
             }
         }
-        block.projectWithoutBias(attention.data, rows: slices * windowed, into: windows.data)
-        for slice in 0..<slices {
-            partition.reverseAdd(windows.data + slice * windowed * c, channels: c, bias: block.proj.bias?.data,
-                                 into: x.data + slice * perSlice * c)
-        }
-        block.mlpResidual(x.data, rows: tokens)
-
-        return SwinStream.blockFlops(block, partition: partition, slices: slices, keySlices: keyCounts)
     }
 
     /// Multiply-adds ×2 of one block on `slices` new slices whose queries see `keySlices` key slices in all.
