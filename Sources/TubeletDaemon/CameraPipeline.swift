@@ -207,7 +207,11 @@ final class CameraPipeline: @unchecked Sendable {
             // is stale, skipped (counted) instead of computed, so that no backlog builds up. A file read
             // as fast as it decodes (realtime: false) is always ahead; there every clip is computed.
             let stale = paced && reader.backlog > UInt64(settings.hop)
-            let result = reader.withNext(timeout: 0.2) { view in (scheduler.pushDeferred(frame: view, skipIfDue: stale), CaptureClock.now()) }
+            // When inference got the frame: taken before pushing it, since pushing may embed it.
+            let result = reader.withNext(timeout: 0.2) { view in
+                let readAt = CaptureClock.now()
+                return (scheduler.pushDeferred(frame: view, skipIfDue: stale), readAt)
+            }
             guard let (due, frameReadAt) = result else { continue }
             lock.lock()
             stats.framesProcessed += 1

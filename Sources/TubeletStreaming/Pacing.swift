@@ -32,21 +32,22 @@ public struct ReconnectBackoff: Sendable {
 /// Maps a source's presentation times onto `CaptureClock`: anchored at the first frame of each
 /// session, monotonic across sessions (reconnects, file loops), and re-anchored when a live
 /// source drifts more than `resyncThreshold` from wall-clock time.
-struct TimestampMapper {
-    var isLive: Bool
-    var resyncThreshold = 1.0
+public struct TimestampMapper: Sendable {
+    public var isLive: Bool
+    public var resyncThreshold = 1.0
     private var anchor: (clock: Double, pts: Double)?
     private var last: Double?
     private var lastPTS: Double?
     private var frameInterval = 0.04
-    private(set) var resyncs = 0
+    public private(set) var resyncs = 0
 
-    init(isLive: Bool) { self.isLive = isLive }
+    public init(isLive: Bool) { self.isLive = isLive }
 
     /// A new connection or loop: the next frame starts a new anchor.
-    mutating func beginSession() { anchor = nil; lastPTS = nil }
+    public mutating func beginSession() { anchor = nil; lastPTS = nil }
 
-    mutating func map(pts: Double?, now: Double) -> Double {
+    /// The capture-clock timestamp of a frame with presentation time `pts` (seconds) arriving at `now`.
+    public mutating func map(pts: Double?, now: Double) -> Double {
         var timestamp: Double
         if let pts {
             if let lastPTS, pts > lastPTS, pts - lastPTS < 1 { frameInterval = pts - lastPTS }
@@ -56,7 +57,15 @@ struct TimestampMapper {
                 anchor = (max(start, (last ?? -Double.infinity) + 1e-6), pts)
             }
             timestamp = anchor!.clock + (pts - anchor!.pts)
-            if isLive, abs(timestamp - now) > resyncThreshold {
+            if isLive, timestamp > now, timestamp - now <= resyncThreshold {
+                // A live frame is never stamped later than it arrived. The first frame of a session
+                // often comes late (decoder start, a burst after the key frame), which would put
+                // every later timestamp ahead of the wall clock by that delay (and latencies measured
+                // from them short); re-anchoring on the earliest arrival relative to its PTS keeps
+                // the smallest transport delay as the offset.
+                anchor = (now, pts)
+                timestamp = now
+            } else if isLive, abs(timestamp - now) > resyncThreshold {
                 anchor = (now, pts)
                 timestamp = now
                 resyncs += 1
