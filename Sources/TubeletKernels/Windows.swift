@@ -72,6 +72,23 @@ public struct WindowPartition: Sendable {
         }
     }
 
+    /// `partitionLayerNorm` of the windowed positions `positions` only (rows of `windows` start at
+    /// the first of them), on the calling thread: one window's rows inside a worker.
+    public func partitionLayerNorm(_ x: UnsafePointer<Float>, positions: Range<Int>, channels: Int, weight: UnsafePointer<Float>,
+                                   bias: UnsafePointer<Float>, eps: Float, into windows: UnsafeMutablePointer<Float>) {
+        sourceIndex.withUnsafeBufferPointer { map in
+            for position in positions {
+                let destination = windows + (position - positions.lowerBound) * channels
+                let source = Int(map[position])
+                if source >= 0 {
+                    layerNormRow(x + source * channels, dim: channels, weight: weight, bias: bias, eps: eps, into: destination)
+                } else {
+                    destination.update(repeating: 0, count: channels)
+                }
+            }
+        }
+    }
+
     @inline(__always)
     func gather(_ x: UnsafePointer<Float>, channels: Int, into windows: UnsafeMutablePointer<Float>,
                 _ row: (_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>) -> Void) {
@@ -95,20 +112,26 @@ public struct WindowPartition: Sendable {
     /// `partition` fused with the residual connection and the preceding linear layer's bias.
     public func reverseAdd(_ windows: UnsafePointer<Float>, channels: Int, bias: UnsafePointer<Float>? = nil,
                            into x: UnsafeMutablePointer<Float>) {
-        let map = sourceIndex
         // Each grid token appears once, so ranges of windowed positions write disjoint rows.
-        Parallel.forRanges(map.count, minimum: 1024) { range in
-            map.withUnsafeBufferPointer { map in
-                for position in range {
-                    let source = Int(map[position])
-                    if source < 0 { continue }
-                    let target = x + source * channels
-                    let row = windows + position * channels
-                    if let bias {
-                        for c in 0..<channels { target[c] += row[c] + bias[c] }
-                    } else {
-                        for c in 0..<channels { target[c] += row[c] }
-                    }
+        Parallel.forRanges(sourceIndex.count, minimum: 1024) { range in
+            reverseAdd(windows + range.lowerBound * channels, positions: range, channels: channels, bias: bias, into: x)
+        }
+    }
+
+    /// `reverseAdd` of the windowed positions `positions` only (rows of `windows` start at the first
+    /// of them), on the calling thread.
+    public func reverseAdd(_ windows: UnsafePointer<Float>, positions: Range<Int>, channels: Int, bias: UnsafePointer<Float>? = nil,
+                           into x: UnsafeMutablePointer<Float>) {
+        sourceIndex.withUnsafeBufferPointer { map in
+            for position in positions {
+                let source = Int(map[position])
+                if source < 0 { continue }
+                let target = x + source * channels
+                let row = windows + (position - positions.lowerBound) * channels
+                if let bias {
+                    for c in 0..<channels { target[c] += row[c] + bias[c] }
+                } else {
+                    for c in 0..<channels { target[c] += row[c] }
                 }
             }
         }

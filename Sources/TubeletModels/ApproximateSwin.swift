@@ -47,8 +47,8 @@ public final class ApproximateSwinClip {
                 block.qkv(normed.data, rows: tokens, into: qkv.data)
                 qkvCache.append(qkv)
                 flops += 2 * Double(tokens) * Double(c * 3 * c)
-                let scratch = BlockScratch(tokens: tokens, windowedTokens: layout.partition.windowCount * layout.partition.tokensPerWindow,
-                                           channels: c, mlpRatio: model.config.mlpRatio)
+                let scratch = BlockScratch(windowedTokens: layout.partition.windowCount * layout.partition.tokensPerWindow,
+                                           channels: c)
                 block(x, grid: grid, layout: layout, scratch: scratch)
                 outputCache.append(x.copy())
             }

@@ -251,6 +251,11 @@ public struct SwinBlock: Sendable {
         let windowedPerClip = partition.windowCount * partition.tokensPerWindow
         let windowed = clips * windowedPerClip
 
+        if GEMMBackend.packed && SwinBlock.attendPerWindow(windows: clips * partition.windowCount) {
+            attentionBranchPerWindow(x, perClip: perClip, clips: clips, layout: layout)
+            mlpResidual(x.data, rows: tokens)
+            return
+        }
         // Attention branch: norm1 fused with pad + roll + partition, qkv, windowed attention, proj,
         // reverse + proj bias + residual in one pass.
         for clip in 0..<clips {
@@ -308,16 +313,102 @@ public struct SwinBlock: Sendable {
         }
     }
 
-    /// Score rows per block of `windowAttention`: 48 x 392 scores (75 KB) stay in L2 from the
-    /// q·kᵀ product through the softmax to the product with v (a whole 392 x 392 tile is 614 KB).
+    /// Score rows per block of the attention: 48 x 392 scores (75 KB) stay in L2 from the q·kᵀ
+    /// product through the softmax to the product with v (a whole 392 x 392 tile is 614 KB).
     static let attentionBlockRows = 48
+
+    /// For tests: always (true) or never (false) run the attention branch window by window; nil
+    /// decides by the window count.
+    nonisolated(unsafe) public static var forcePerWindowAttention: Bool?
+
+    /// Whether to run the attention branch window by window (`attentionBranchPerWindow`): when the
+    /// windows share out evenly enough between the workers.
+    static func attendPerWindow(windows: Int) -> Bool {
+        if let forced = forcePerWindowAttention { return forced }
+        let threads = Parallel.threadCount
+        return windows >= 2 * threads && (windows % threads == 0 || windows >= 4 * threads)
+    }
+
+    /// The attention branch one window at a time, each worker taking whole windows: norm1 of the
+    /// window's tokens, its qkv, attention of every head, proj, and the reverse + proj bias +
+    /// residual into x. A window's rows (392 x 3C for qkv) stay in L2 from one step to the next
+    /// instead of making round trips through memory-sized buffers; windows own disjoint tokens, so
+    /// workers never write the same row. Equal, bit for bit, to the layer-by-layer path (every
+    /// product is row-independent).
+    func attentionBranchPerWindow(_ x: Tensor, perClip: Int, clips: Int, layout: WindowLayout) {
+        let partition = layout.partition
+        let n = partition.tokensPerWindow, c = channels, headDim = c / heads
+        let bias = relativePositionBias(tokens: n)
+        Parallel.forRanges(clips * partition.windowCount) { range in
+            let normed = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
+            let qkvRows = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * c)
+            let attended = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
+            defer { normed.deallocate(); qkvRows.deallocate(); attended.deallocate() }
+            let scratch = AttentionScratch(tokens: n, headDim: headDim)
+            for item in range {
+                let clip = item / partition.windowCount, window = item % partition.windowCount
+                let positions = window * n..<(window + 1) * n
+                let xClip = x.data + clip * perClip * c
+                partition.partitionLayerNorm(xClip, positions: positions, channels: c, weight: norm1.weight.data,
+                                             bias: norm1.bias.data, eps: norm1.eps, into: normed)
+                qkv.rows(normed, count: n, into: qkvRows)
+                for head in 0..<heads {
+                    attendWindowHead(qkv: qkvRows, head: head, window: window, mask: layout.mask, bias: bias.data,
+                                     scratch: scratch, into: attended + head * headDim)
+                }
+                proj.rows(attended, count: n, into: normed, withBias: false)
+                partition.reverseAdd(normed, positions: positions, channels: c, bias: proj.bias?.data, into: xClip)
+            }
+        }
+    }
+
+    /// Per-worker buffers of `attendWindowHead`.
+    final class AttentionScratch {
+        let keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>
+        let scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>
+        let tokens: Int
+        init(tokens n: Int, headDim: Int) {
+            tokens = n
+            keys = .allocate(capacity: PackedMatrix.floats(k: headDim, n: n))
+            values = .allocate(capacity: PackedMatrix.floats(k: n, n: headDim))
+            scores = .allocate(capacity: min(SwinBlock.attentionBlockRows, n) * n)
+            inverseSums = .allocate(capacity: min(SwinBlock.attentionBlockRows, n))
+        }
+        deinit { keys.deallocate(); values.deallocate(); scores.deallocate(); inverseSums.deallocate() }
+    }
+
+    /// softmax(q·kᵀ·scale + bias + mask)·v for one window and head. qkv: the window's [N, 3C] rows,
+    /// each laid out (3, heads, headDim); output: this head's columns of the window's [N, C] rows.
+    ///
+    /// Keys and values are packed once; then per block of query rows the scores come out of the
+    /// GEMM with scale and bias applied, are exponentiated in place, and multiply v with the
+    /// softmax's division folded into the GEMM's row scale.
+    @inline(__always)
+    func attendWindowHead(qkv: UnsafePointer<Float>, head: Int, window: Int, mask: ShiftMask?, bias: UnsafePointer<Float>,
+                          scratch: AttentionScratch, into output: UnsafeMutablePointer<Float>) {
+        let c = channels, headDim = c / heads, n = scratch.tokens
+        let scale = 1 / Float(headDim).squareRoot()
+        let blockRows = min(SwinBlock.attentionBlockRows, n)
+        let q = qkv + head * headDim
+        packB(q + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: scratch.keys)
+        packB(q + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: scratch.values)
+        var first = 0
+        while first < n {
+            let rows = min(blockRows, n - first)
+            gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: scratch.keys,
+                       c: scratch.scores, ldc: n, alpha: scale, addend: bias + (head * n + first) * n, addendStride: n)
+            if let mask {
+                for r in 0..<rows { mask.applyRow(window: window, row: first + r, to: scratch.scores + r * n) }
+            }
+            for r in 0..<rows { scratch.inverseSums[r] = 1 / exponentiateRowFused(scratch.scores + r * n, count: n) }
+            gemmPacked(m: rows, n: headDim, k: n, a: scratch.scores, lda: n, b: scratch.values,
+                       c: output + first * c, ldc: c, rowScale: scratch.inverseSums)
+            first += rows
+        }
+    }
 
     /// For every (window, head): softmax(q·kᵀ·scale + bias + mask)·v, heads concatenated.
     /// qkv: [windows·N, 3C] with each row laid out (3, heads, headDim); out: [windows·N, C].
-    ///
-    /// Keys and values of a (window, head) are packed once; then per block of query rows the
-    /// scores come out of the GEMM with scale and bias applied, are exponentiated in place, and
-    /// multiply v with the softmax's division folded into the GEMM's row scale.
     func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int = 1, bias: UnsafePointer<Float>,
                          mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
         guard GEMMBackend.packed else {
@@ -326,34 +417,12 @@ public struct SwinBlock: Sendable {
         }
         let n = partition.tokensPerWindow
         let c = channels, headDim = c / heads
-        let scale = 1 / Float(headDim).squareRoot()
-        let pairs = clips * partition.windowCount * heads
-        let blockRows = min(SwinBlock.attentionBlockRows, n)
-        Parallel.forRanges(pairs) { range in
-            let keys = UnsafeMutablePointer<Float>.allocate(capacity: PackedMatrix.floats(k: headDim, n: n))
-            let values = UnsafeMutablePointer<Float>.allocate(capacity: PackedMatrix.floats(k: n, n: headDim))
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * n)
-            let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: blockRows)
-            defer { keys.deallocate(); values.deallocate(); scores.deallocate(); inverseSums.deallocate() }
+        Parallel.forRanges(clips * partition.windowCount * heads) { range in
+            let scratch = AttentionScratch(tokens: n, headDim: headDim)
             for pair in range {
                 let window = pair / heads, head = pair % heads
-                let q = qkv + window * n * 3 * c + head * headDim
-                packB(q + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: keys)
-                packB(q + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: values)
-                let output = out + window * n * c + head * headDim
-                var first = 0
-                while first < n {
-                    let rows = min(blockRows, n - first)
-                    gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: keys,
-                               c: scores, ldc: n, alpha: scale, addend: bias + (head * n + first) * n, addendStride: n)
-                    if let mask {
-                        for r in 0..<rows { mask.applyRow(window: window % partition.windowCount, row: first + r, to: scores + r * n) }
-                    }
-                    for r in 0..<rows { inverseSums[r] = 1 / exponentiateRowFused(scores + r * n, count: n) }
-                    gemmPacked(m: rows, n: headDim, k: n, a: scores, lda: n, b: values,
-                               c: output + first * c, ldc: c, rowScale: inverseSums)
-                    first += rows
-                }
+                attendWindowHead(qkv: qkv + window * n * 3 * c, head: head, window: window % partition.windowCount, mask: mask,
+                                 bias: bias, scratch: scratch, into: out + window * n * c + head * headDim)
             }
         }
     }
@@ -495,14 +564,13 @@ struct WindowLayout {
 }
 
 /// Per-stage working memory, reused by every block of the stage.
+/// (The MLP's hidden activations live in per-worker row blocks, see `mlpResidual`.)
 final class BlockScratch {
-    let normed: Tensor, windows: Tensor, qkv: Tensor, attention: Tensor, hidden: Tensor
-    init(tokens: Int, windowedTokens: Int, channels c: Int, mlpRatio: Int) {
-        normed = Tensor(uninitialized: [tokens, c])
+    let windows: Tensor, qkv: Tensor, attention: Tensor
+    init(windowedTokens: Int, channels c: Int) {
         windows = Tensor(uninitialized: [windowedTokens, c])
         qkv = Tensor(uninitialized: [windowedTokens, 3 * c])
         attention = Tensor(uninitialized: [windowedTokens, c])
-        hidden = Tensor(uninitialized: [tokens, mlpRatio * c])
     }
 }
 
@@ -629,15 +697,13 @@ public struct VideoSwin: Sendable {
     public func runStage(_ stage: Int, _ x: Tensor, grid: [Int], clips: Int = 1) {
         let blocks = stages[stage]
         guard let first = blocks.first else { return }
-        let tokens = clips * grid.reduce(1, *)
         // Even and odd blocks share geometry; build each layout once per stage.
         var layouts: [Bool: WindowLayout] = [:]
         for block in blocks where layouts[block.shifted] == nil {
             layouts[block.shifted] = WindowLayout(block: block, grid: grid)
         }
         let windowed = clips * layouts.values.map { $0.partition.windowCount * $0.partition.tokensPerWindow }.max()!
-        let scratch = BlockScratch(tokens: tokens, windowedTokens: windowed, channels: first.channels,
-                                   mlpRatio: config.mlpRatio)
+        let scratch = BlockScratch(windowedTokens: windowed, channels: first.channels)
         for block in blocks {
             block(x, grid: grid, clips: clips, layout: layouts[block.shifted]!, scratch: scratch)
         }

@@ -62,6 +62,23 @@ final class VideoSwinParityTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, 8)
     }
 
+    /// The attention branch run window by window (each worker taking whole windows) and layer by
+    /// layer give the same logits bit for bit, on every fixture (shifted, clamped and padded windows).
+    func testPerWindowAttentionEqualsLayerByLayerBitwise() throws {
+        defer { SwinBlock.forcePerWindowAttention = nil }
+        for directory in try fixtureDirectories() {
+            let clip = try tensor(directory.appendingPathComponent("clip.safetensors"), "clip")
+            let model = try importAndLoad(directory.appendingPathComponent("torchvision.pth"))
+            var logits: [[Float]] = []
+            for perWindow in [true, false] {
+                SwinBlock.forcePerWindowAttention = perWindow
+                let output = model.logits(clip)
+                logits.append((0..<output.count).map { output[$0] })
+            }
+            XCTAssertEqual(logits[0], logits[1], directory.lastPathComponent)
+        }
+    }
+
     func testPerStageActivationsMatchReference() throws {
         let directory = Self.fixtures.appendingPathComponent("pad_two_windows")
         let expectedFile = directory.appendingPathComponent("expected.safetensors")
