@@ -20,6 +20,10 @@ public final class SwinStream {
 
     /// Per block (stages flattened): qkv rows of recent slices, by token time.
     private var cache: [[Int: Tensor]]
+    /// Per block, by token time: the same slices' keys and values packed for our GEMM, per
+    /// (spatial window, head), packed once when the slice is computed and read by every later
+    /// query in its temporal window (nil with `TUBELET_GEMM=blas`).
+    private var packedCache: [[Int: PackedKeysValues]]
     /// Per slice: the spatial mean of its final normalised features [C], oldest first.
     private var pooled: [(time: Int, feature: [Float])] = []
     /// Per stage: spatial geometry fixed by the first push (frames keep their size).
@@ -35,6 +39,7 @@ public final class SwinStream {
         self.nextTokenTime = startTokenTime
         self.keptSlices = keptSlices
         cache = Array(repeating: [:], count: model.stages.reduce(0) { $0 + $1.count })
+        packedCache = Array(repeating: [:], count: cache.count)
     }
 
     /// Slices pushed so far whose pooled features are still kept.
@@ -137,6 +142,7 @@ public final class SwinStream {
             for block in stage {
                 let oldest = windowStart(nextTokenTime, shift: temporalShift(block))
                 cache[blockIndex] = cache[blockIndex].filter { $0.key >= oldest }
+                packedCache[blockIndex] = packedCache[blockIndex].filter { $0.key >= oldest }
                 blockIndex += 1
             }
         }
@@ -197,15 +203,17 @@ public final class SwinStream {
             keyCounts += time - max(windowStart(time, shift: shift), startTokenTime) + 1
         }
         if GEMMBackend.packed {
-            // Keys and values of each time slice packed once per item; one GEMM per key slice
-            // writes scale·q·kᵀ + that offset's bias straight into its columns of the score rows.
-            let keyFloats = PackedMatrix.floats(k: headDim, n: n), valueFloats = PackedMatrix.floats(k: n, n: headDim)
+            let packedSlices = PackedKeysValues.pack(qkv: qkv.data, slices: slices, windows: partition.windowCount,
+                                                     tokens: n, heads: heads, headDim: headDim)
+            for slice in 0..<slices { packedCache[blockIndex][firstTime + slice] = packedSlices[slice] }
+            let packedTiles = packedCache[blockIndex]
+            // One GEMM per key slice writes scale·q·kᵀ + that offset's bias straight into its
+            // columns of the score rows; the products with v accumulate, the softmax's division
+            // folded into their row scale.
             Parallel.forRanges(slices * partition.windowCount * heads) { range in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * windowTemporal * n)
                 let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
-                let keys = UnsafeMutablePointer<Float>.allocate(capacity: keyFloats)
-                let values = UnsafeMutablePointer<Float>.allocate(capacity: windowTemporal * valueFloats)
-                defer { scores.deallocate(); inverseSums.deallocate(); keys.deallocate(); values.deallocate() }
+                defer { scores.deallocate(); inverseSums.deallocate() }
                 for item in range {
                     let slice = item / (partition.windowCount * heads)
                     let window = (item / heads) % partition.windowCount, head = item % heads
@@ -213,18 +221,17 @@ public final class SwinStream {
                     let first = max(windowStart(time, shift: shift), startTokenTime)
                     let rowStride = (time - first + 1) * n
                     let query = tiles[time]!.data + window * n * 3 * c + head * headDim
+                    let pair = window * heads + head
                     for (block, keyTime) in (first...time).enumerated() {
-                        let tile = tiles[keyTime]!.data + window * n * 3 * c + head * headDim
-                        packB(tile + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: keys)
-                        packB(tile + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: values + block * valueFloats)
-                        gemmPacked(m: n, n: n, k: headDim, a: query, lda: 3 * c, b: keys, c: scores + block * n, ldc: rowStride,
+                        gemmPacked(m: n, n: n, k: headDim, a: query, lda: 3 * c, b: packedTiles[keyTime]!.keys(pair),
+                                   c: scores + block * n, ldc: rowStride,
                                    alpha: scale, addend: bias.data + ((time - keyTime) * heads + head) * n * n, addendStride: n)
                         layout.mask?.apply(window: window, to: scores + block * n, rowStride: rowStride)
                     }
                     for row in 0..<n { inverseSums[row] = 1 / exponentiateRowFused(scores + row * rowStride, count: rowStride) }
                     let output = attention.data + (slice * windowed + window * n) * c + head * headDim
-                    for block in 0...(time - first) {
-                        gemmPacked(m: n, n: headDim, k: n, a: scores + block * n, lda: rowStride, b: values + block * valueFloats,
+                    for (block, keyTime) in (first...time).enumerated() {
+                        gemmPacked(m: n, n: headDim, k: n, a: scores + block * n, lda: rowStride, b: packedTiles[keyTime]!.values(pair),
                                    c: output, ldc: c, accumulate: block > 0, rowScale: inverseSums)
                     }
                 }
@@ -374,5 +381,44 @@ final class SpatialLayout: @unchecked Sendable {
         }
         biases[key] = bias
         return bias
+    }
+}
+
+/// One slice's keys and values of a block packed for `gemmPacked`, per (spatial window, head):
+/// keys as B = kᵀ [headDim, N], values as B = v [N, headDim].
+final class PackedKeysValues: @unchecked Sendable {
+    let keyFloats: Int, valueFloats: Int
+    let storage: Tensor
+    let pairs: Int
+
+    init(pairs: Int, tokens n: Int, headDim: Int) {
+        keyFloats = PackedMatrix.floats(k: headDim, n: n)
+        valueFloats = PackedMatrix.floats(k: n, n: headDim)
+        self.pairs = pairs
+        storage = Tensor(uninitialized: [pairs * (keyFloats + valueFloats)])
+    }
+
+    /// Packed keys of (window · heads + head).
+    @inline(__always) func keys(_ pair: Int) -> UnsafePointer<Float> { UnsafePointer(storage.data + pair * keyFloats) }
+    @inline(__always) func values(_ pair: Int) -> UnsafePointer<Float> {
+        UnsafePointer(storage.data + pairs * keyFloats + pair * valueFloats)
+    }
+
+    /// Packs every slice of qkv: [slices · windows · N, 3C] (rows laid out (3, heads, headDim)).
+    static func pack(qkv: UnsafePointer<Float>, slices: Int, windows: Int, tokens n: Int, heads: Int, headDim: Int) -> [PackedKeysValues] {
+        let c = heads * headDim, pairs = windows * heads
+        let packed = (0..<slices).map { _ in PackedKeysValues(pairs: pairs, tokens: n, headDim: headDim) }
+        Parallel.forRanges(slices * pairs) { range in
+            for item in range {
+                let slice = item / pairs, pair = item % pairs
+                let window = pair / heads, head = pair % heads
+                let tile = qkv + ((slice * windows + window) * n) * 3 * c + head * headDim
+                let target = packed[slice]
+                packB(tile + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: target.storage.data + pair * target.keyFloats)
+                packB(tile + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim,
+                      into: target.storage.data + pairs * target.keyFloats + pair * target.valueFloats)
+            }
+        }
+        return packed
     }
 }
