@@ -164,7 +164,8 @@ print(f"frames captured {captured:.0f} ({captured / seconds:.1f}/s of the camera
 print(f"frames dropped after warm-up: {delta.get('tubelet_frames_dropped_total', 0):.0f} (ring overwritten before inference read them), "
       f"decode errors {delta.get('tubelet_decode_errors_total', 0):.0f}, reconnects {delta.get('tubelet_reconnects_total', 0):.0f}")
 print(f"labels: {delta.get('tubelet_clips_total', 0):.0f} ({delta.get('tubelet_clips_total', 0) / seconds:.2f}/s; "
-      f"real time needs {25 / int(stride) / int(hop):.2f}/s)")
+      f"real time needs {25 / int(stride) / int(hop):.2f}/s), clips skipped as stale (inference behind): "
+      f"{delta.get('tubelet_clips_skipped_total', 0):.0f}")
 print(f"end-to-end latency (last frame of the clip -> event published), {len(latencies)} events: "
       f"p50 {pct(50):.3f} s, p99 {pct(99):.3f} s, max {latencies[-1] if latencies else float('nan'):.3f} s")
 print(f"tubeletd resident memory: peak {peak_kb / 1024:.0f} MiB (VmHWM), last {rss[-1] / 1024 if rss else float('nan'):.0f} MiB")

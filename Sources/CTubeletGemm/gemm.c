@@ -247,3 +247,22 @@ float tubelet_exponentiate_row(float *x, int n) {
     }
     return sum;
 }
+
+void tubelet_relative_bias_rows(const float *reversed, int wt, int wh, int ww, int firstRow, int rows, float *out) {
+    int n = wt * wh * ww, length = (2 * wt - 1) * (2 * wh - 1) * (2 * ww - 1);
+    int strideT = (2 * wh - 1) * (2 * ww - 1), strideH = 2 * ww - 1;
+    for (int r = 0; r < rows; r++) {
+        int i = firstRow + r;
+        int ti = i / (wh * ww), hi = (i / ww) % wh, wi = i % ww;
+        float *row = out + (long)r * n;
+        for (int tj = 0; tj < wt; tj++) {
+            for (int hj = 0; hj < wh; hj++) {
+                int base = (ti - tj + wt - 1) * strideT + (hi - hj + wh - 1) * strideH;
+                // table index base + wi - wj + ww - 1 is reversed index (length - base - wi - ww) + wj.
+                const float *run = reversed + (length - base - wi - ww);
+                // 8 wide: the extra lanes land on the next run (written next) or in the slack.
+                _mm256_storeu_ps(row + (tj * wh + hj) * ww, _mm256_loadu_ps(run));
+            }
+        }
+    }
+}

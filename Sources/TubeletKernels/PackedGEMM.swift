@@ -63,3 +63,14 @@ public func linearPacked(_ x: UnsafePointer<Float>, rows: Int, weight: PackedMat
 public func exponentiateRowFused(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
     tubelet_exponentiate_row(x, Int32(count))
 }
+
+/// Rows [firstRow, firstRow + rows) of a Swin window's relative position bias [N, N] for one head,
+/// from the head's bias table reversed (`tubelet_relative_bias_rows`); `out` holds rows·N + 8 floats,
+/// `reversedTable` table length + 8. window: (t, h, w), w at most 8.
+@inline(__always)
+public func relativeBiasRows(reversedTable: UnsafePointer<Float>, window: [Int], firstRow: Int, rows: Int,
+                             into out: UnsafeMutablePointer<Float>) {
+    precondition(window.count == 3 && window[2] <= 8)
+    tubelet_relative_bias_rows(reversedTable, Int32(window[0]), Int32(window[1]), Int32(window[2]),
+                               Int32(firstRow), Int32(rows), out)
+}

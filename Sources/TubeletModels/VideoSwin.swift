@@ -198,6 +198,9 @@ public struct SwinBlock: Sendable {
     public let shifted: Bool
     /// [heads, N, N] bias for the full (unclamped) window, gathered once at load time.
     let fullWindowBias: Tensor
+    /// [heads, table length + 8]: each head's bias table reversed, for `tubelet_relative_bias_rows`
+    /// (nil when the window is wider than 8).
+    let reversedBiasTables: Tensor?
 
     init(_ weights: WeightProvider, _ prefix: String, channels c: Int, heads: Int, config: VideoSwinConfig, shifted: Bool) throws {
         let eps = config.layerNormEps
@@ -216,6 +219,16 @@ public struct SwinBlock: Sendable {
         self.shifted = shifted
         precondition(c % heads == 0, "channels \(c) not divisible by heads \(heads)")
         fullWindowBias = SwinBlock.gatherBias(table: relativePositionBiasTable, window: w, heads: heads, tokens: w.reduce(1, *))
+        let length = relativePositionBiasTable.shape[0]
+        if w[2] <= 8 {
+            let reversed = Tensor(zeros: [heads, length + 8])
+            for h in 0..<heads {
+                for index in 0..<length { reversed.data[h * (length + 8) + length - 1 - index] = relativePositionBiasTable.data[index * heads + h] }
+            }
+            reversedBiasTables = reversed
+        } else {
+            reversedBiasTables = nil
+        }
     }
 
     /// Relative position bias [heads, N, N] for a window of N tokens. As both references do for a
@@ -317,6 +330,9 @@ public struct SwinBlock: Sendable {
     /// product through the softmax to the product with v (a whole 392 x 392 tile is 614 KB).
     static let attentionBlockRows = 48
 
+    /// For tests: false reads every bias row from the [N, N] tile instead of building it from the table.
+    nonisolated(unsafe) public static var biasFromTable = true
+
     /// For tests: always (true) or never (false) run the attention branch window by window; nil
     /// decides by the window count.
     nonisolated(unsafe) public static var forcePerWindowAttention: Bool?
@@ -366,6 +382,7 @@ public struct SwinBlock: Sendable {
     final class AttentionScratch {
         let keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>
         let scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>
+        let biasRows: UnsafeMutablePointer<Float>
         let tokens: Int
         init(tokens n: Int, headDim: Int) {
             tokens = n
@@ -373,8 +390,9 @@ public struct SwinBlock: Sendable {
             values = .allocate(capacity: PackedMatrix.floats(k: n, n: headDim))
             scores = .allocate(capacity: min(SwinBlock.attentionBlockRows, n) * n)
             inverseSums = .allocate(capacity: min(SwinBlock.attentionBlockRows, n))
+            biasRows = .allocate(capacity: min(SwinBlock.attentionBlockRows, n) * n + 8)
         }
-        deinit { keys.deallocate(); values.deallocate(); scores.deallocate(); inverseSums.deallocate() }
+        deinit { keys.deallocate(); values.deallocate(); scores.deallocate(); inverseSums.deallocate(); biasRows.deallocate() }
     }
 
     /// softmax(q·kᵀ·scale + bias + mask)·v for one window and head. qkv: the window's [N, 3C] rows,
@@ -392,11 +410,23 @@ public struct SwinBlock: Sendable {
         let q = qkv + head * headDim
         packB(q + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: scratch.keys)
         packB(q + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: scratch.values)
+        // The bias rows of a full window are built from the head's table (L1) rather than read from
+        // its [N, N] tile (beyond L2): same values, bit for bit.
+        let window3 = windowSize
+        let reversedTable = n == window3[0] * window3[1] * window3[2] && SwinBlock.biasFromTable
+            ? reversedBiasTables.map { $0.data + head * ($0.shape[1]) } : nil
         var first = 0
         while first < n {
             let rows = min(blockRows, n - first)
+            let addend: UnsafePointer<Float>
+            if let reversedTable {
+                relativeBiasRows(reversedTable: reversedTable, window: window3, firstRow: first, rows: rows, into: scratch.biasRows)
+                addend = UnsafePointer(scratch.biasRows)
+            } else {
+                addend = bias + (head * n + first) * n
+            }
             gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: scratch.keys,
-                       c: scratch.scores, ldc: n, alpha: scale, addend: bias + (head * n + first) * n, addendStride: n)
+                       c: scratch.scores, ldc: n, alpha: scale, addend: addend, addendStride: n)
             if let mask {
                 for r in 0..<rows { mask.applyRow(window: window, row: first + r, to: scratch.scores + r * n) }
             }

@@ -63,19 +63,21 @@ final class VideoSwinParityTests: XCTestCase {
     }
 
     /// The attention branch run window by window (each worker taking whole windows) and layer by
-    /// layer give the same logits bit for bit, on every fixture (shifted, clamped and padded windows).
-    func testPerWindowAttentionEqualsLayerByLayerBitwise() throws {
-        defer { SwinBlock.forcePerWindowAttention = nil }
+    /// layer, with bias rows built from the table or read from the [N, N] tile, give the same logits
+    /// bit for bit, on every fixture (shifted, clamped and padded windows).
+    func testAttentionSchedulesAndBiasSourcesAreBitwiseEqual() throws {
+        defer { SwinBlock.forcePerWindowAttention = nil; SwinBlock.biasFromTable = true }
         for directory in try fixtureDirectories() {
             let clip = try tensor(directory.appendingPathComponent("clip.safetensors"), "clip")
             let model = try importAndLoad(directory.appendingPathComponent("torchvision.pth"))
             var logits: [[Float]] = []
-            for perWindow in [true, false] {
+            for (perWindow, fromTable) in [(true, true), (false, true), (true, false), (false, false)] {
                 SwinBlock.forcePerWindowAttention = perWindow
+                SwinBlock.biasFromTable = fromTable
                 let output = model.logits(clip)
                 logits.append((0..<output.count).map { output[$0] })
             }
-            XCTAssertEqual(logits[0], logits[1], directory.lastPathComponent)
+            for variant in 1..<logits.count { XCTAssertEqual(logits[0], logits[variant], "\(directory.lastPathComponent) variant \(variant)") }
         }
     }
 

@@ -40,3 +40,11 @@ void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const f
 float tubelet_exponentiate_row(float *x, int n);
 
 #endif
+
+/// Rows [firstRow, firstRow + rows) of a Swin window's relative position bias for one head, written
+/// to out[rows, N] (N = wt·wh·ww), plus 8 floats of slack after the last row. `reversed` is the
+/// head's bias table reversed, so that each run of ww biases along a key row is contiguous:
+/// bias[i, j] = table[(ti - tj + wt - 1)(2wh - 1)(2ww - 1) + (hi - hj + wh - 1)(2ww - 1) + wi - wj + ww - 1].
+/// Built from a table of a few KB that stays in L1, instead of read from an [N, N] tile per head
+/// (614 KB for 8x7x7) that does not fit in L2. Needs ww <= 8.
+void tubelet_relative_bias_rows(const float *reversed, int wt, int wh, int ww, int firstRow, int rows, float *out);
