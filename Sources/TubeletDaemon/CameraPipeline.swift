@@ -72,6 +72,11 @@ final class CameraPipeline: @unchecked Sendable {
     private var stopping = false
     private var inferenceDone = false
     private var discontinuity = false
+    /// Breaks in the stream (stalled, offline, ...) the inference thread has not reached yet: the
+    /// frames captured before one (`framesBefore` of them) are still classified, then open actions
+    /// end and the next clip starts afresh. A file decoded faster than inference used to end its
+    /// actions at end of file while clips of its last seconds were still to come.
+    private var pendingBreaks: [(framesBefore: UInt64, reason: String, at: Double)] = []
     private var state: SourceState = .connecting
     private var stateReason: String?
 
@@ -166,10 +171,11 @@ final class CameraPipeline: @unchecked Sendable {
         state = change.state
         let isStopping = stopping
         var ended: [ActionTransition] = []
-        if change.state != .streaming && change.state != .connecting {
-            // The stream broke: what the model saw before and after are different clips.
-            discontinuity = true
-            if !isStopping { ended = tracker.endAll(reason: change.state.name, at: change.timestamp) }
+        if change.state != .streaming && change.state != .connecting && !isStopping {
+            // The stream broke: what the model saw before and after are different clips. The
+            // inference thread applies the break once it has read every frame captured before it.
+            pendingBreaks.append((source.ring.producedCount, change.state.name, change.timestamp))
+            lock.broadcast()
         }
         lock.unlock()
         var fields: [String: Any] = ["camera": camera.id, "state": change.state.name, "source": change.source,
@@ -196,6 +202,17 @@ final class CameraPipeline: @unchecked Sendable {
         while true {
             lock.lock()
             if stopping { lock.unlock(); return }
+            var ended: [ActionTransition] = []
+            while let pending = pendingBreaks.first, reader.position >= pending.framesBefore {
+                pendingBreaks.removeFirst()
+                discontinuity = true
+                ended += tracker.endAll(reason: pending.reason, at: pending.at)
+            }
+            if !ended.isEmpty {
+                lock.unlock()
+                publish(ended, clip: nil)
+                lock.lock()
+            }
             if discontinuity {
                 discontinuity = false
                 lock.unlock()
@@ -219,7 +236,6 @@ final class CameraPipeline: @unchecked Sendable {
             lock.unlock()
             guard let due, let clip = worker.evaluate(due) else { continue }
             lock.lock()
-            if discontinuity { lock.unlock(); continue }  // computed across a break: drop it
             stats.clips += 1
             stats.gflopComputed += clip.gflopComputed
             stats.gflopFullClip += clip.gflopFullClip

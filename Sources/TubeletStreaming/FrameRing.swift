@@ -239,6 +239,10 @@ public final class FrameRingReader: @unchecked Sendable {
         if let newest = ring.newestSequenceLocked, newest > cursor { cursor = newest }
     }
 
+    /// Sequence number of the next frame this reader will read: every frame before it has been
+    /// read or dropped. Read it from the reader's own thread.
+    public var position: UInt64 { cursor }
+
     /// Frames produced but not yet read by this reader (including any that will count as dropped).
     public var backlog: UInt64 {
         let produced = ring.producedCount
