@@ -160,7 +160,7 @@ print(f"Swin-T streaming-native, {frames} frames at stride {stride}, hop {hop}, 
 print(f"measured {seconds:.0f} s after warm-up; load average {load_start} at start, {load_end} at end")
 captured = delta.get("tubelet_frames_captured_total", 0)
 print(f"frames captured {captured:.0f} ({captured / seconds:.1f}/s of the camera's 25/s: "
-      f"{max(0, 25 * seconds - captured):.0f} never decoded), sampled {sampled:.0f}, given to the model {processed:.0f}")
+      f"{max(0, int(25 * seconds) - captured):.0f} never decoded), sampled {sampled:.0f}, given to the model {processed:.0f}")
 print(f"frames dropped after warm-up: {delta.get('tubelet_frames_dropped_total', 0):.0f} (ring overwritten before inference read them), "
       f"decode errors {delta.get('tubelet_decode_errors_total', 0):.0f}, reconnects {delta.get('tubelet_reconnects_total', 0):.0f}")
 print(f"labels: {delta.get('tubelet_clips_total', 0):.0f} ({delta.get('tubelet_clips_total', 0) / seconds:.2f}/s; "
