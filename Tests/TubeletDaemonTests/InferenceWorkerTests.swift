@@ -49,8 +49,10 @@ final class InferenceWorkerTests: XCTestCase {
         let worker = InferenceWorker(name: "tiny", batchWait: 5)
         let cameras = try videos.map { Camera(scheduler: try ClipScheduler(model: model, settings: settings, topK: model.numClasses), frames: $0) }
         let finished = DispatchGroup()
+        // Both cameras are registered before either starts: registered one by one, the first camera's
+        // first clip could be gathered while the worker knew of one camera only (seen on a loaded CI run).
+        for _ in cameras { worker.register() }
         for camera in cameras {
-            worker.register()
             finished.enter()
             Thread {
                 for frame in camera.frames {
