@@ -85,47 +85,13 @@ static inline __m256 gelu256(__m256 v) {
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
 }
 
-// One row of a finished (or partial) tile: 16 sums -> c, through the epilogue.
-// `first`: the first k block (start from c only when accumulating, plus the addend);
-// later blocks add onto the partial sums already in c. `last`: add bias, apply GELU.
-static inline void finish_row(const float *sums, float *c, int cols, int row, int col0,
-                              const tubelet_epilogue *e, int first, int last) {
-    float scale = e->alpha;
-    if (e->rowScale) scale *= e->rowScale[row];
-    __m256 s = _mm256_set1_ps(scale);
-    float cBuffer[NR] __attribute__((aligned(32)));
-    float addBuffer[NR] __attribute__((aligned(32)));
-    float *target = c;
-    const float *add = e->addend ? e->addend + (long)row * e->addendStride + col0 : 0;
-    if (cols < NR) {
-        // The last, partial panel: work on copies so nothing past column n is read or written.
-        for (int j = 0; j < NR; j++) cBuffer[j] = j < cols ? c[j] : 0;
-        if (add) { for (int j = 0; j < NR; j++) addBuffer[j] = j < cols ? add[j] : 0; add = addBuffer; }
-        target = cBuffer;
-    }
-    for (int h = 0; h < NR; h += 8) {
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(sums + h), s);
-        if (!first || e->accumulate) v = _mm256_add_ps(_mm256_loadu_ps(target + h), v);
-        if (first && add) v = _mm256_add_ps(v, _mm256_loadu_ps(add + h));
-        if (last && e->bias) {
-            if (cols < NR) {
-                float biasBuffer[8] __attribute__((aligned(32)));
-                for (int j = 0; j < 8; j++) biasBuffer[j] = h + j < cols ? e->bias[col0 + h + j] : 0;
-                v = _mm256_add_ps(v, _mm256_load_ps(biasBuffer));
-            } else {
-                v = _mm256_add_ps(v, _mm256_loadu_ps(e->bias + col0 + h));
-            }
-        }
-        if (last && e->gelu) v = gelu256(v);
-        _mm256_storeu_ps(target + h, v);
-    }
-    if (cols < NR) for (int j = 0; j < cols; j++) c[j] = cBuffer[j];
-}
-
-// `finish_row` for a full row of 16 columns held in two registers.
+// The epilogue on one row of 16 sums held in two registers, stored to c. `add` and `bias` point at
+// this row's 16 columns of the addend and the bias, or are null. `first`: the first k block (start
+// from c only when accumulating, plus the addend); later blocks add onto the partial sums already
+// in c. `last`: add the bias, apply GELU.
 static inline __attribute__((always_inline))
-void finish_full_row(__m256 v0, __m256 v1, float *c, int row, int col0,
-                     const tubelet_epilogue *e, int first, int last) {
+void finish_row(__m256 v0, __m256 v1, float *c, const float *add, const float *bias, int row,
+                const tubelet_epilogue *e, int first, int last) {
     if (e->alpha != 1.0f || e->rowScale) {
         __m256 s = _mm256_set1_ps(e->rowScale ? e->alpha * e->rowScale[row] : e->alpha);
         v0 = _mm256_mul_ps(v0, s);
@@ -135,14 +101,13 @@ void finish_full_row(__m256 v0, __m256 v1, float *c, int row, int col0,
         v0 = _mm256_add_ps(_mm256_loadu_ps(c), v0);
         v1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), v1);
     }
-    if (first && e->addend) {
-        const float *add = e->addend + (long)row * e->addendStride + col0;
+    if (first && add) {
         v0 = _mm256_add_ps(v0, _mm256_loadu_ps(add));
         v1 = _mm256_add_ps(v1, _mm256_loadu_ps(add + 8));
     }
-    if (last && e->bias) {
-        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(e->bias + col0));
-        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(e->bias + col0 + 8));
+    if (last && bias) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(bias));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(bias + 8));
     }
     if (last && e->gelu) {
         v0 = gelu256(v0);
@@ -150,6 +115,33 @@ void finish_full_row(__m256 v0, __m256 v1, float *c, int row, int col0,
     }
     _mm256_storeu_ps(c, v0);
     _mm256_storeu_ps(c + 8, v1);
+}
+
+// `finish_row` for a full row of the tile, reading the addend and bias in place.
+static inline __attribute__((always_inline))
+void finish_full_row(__m256 v0, __m256 v1, float *c, int row, int col0,
+                     const tubelet_epilogue *e, int first, int last) {
+    finish_row(v0, v1, c, e->addend ? e->addend + (long)row * e->addendStride + col0 : 0,
+               e->bias ? e->bias + col0 : 0, row, e, first, last);
+}
+
+// `finish_row` for a row of an edge tile (fewer than 6 rows, or the last panel with cols < 16), from
+// the sums in memory: on zero-padded copies of c, the addend and the bias, so that nothing past
+// column n is read or written.
+static void finish_edge_row(const float *sums, float *c, int cols, int row, int col0,
+                            const tubelet_epilogue *e, int first, int last) {
+    float cBuffer[NR] __attribute__((aligned(32))) = {0};
+    float addBuffer[NR] __attribute__((aligned(32))) = {0};
+    float biasBuffer[NR] __attribute__((aligned(32))) = {0};
+    const float *add = e->addend ? e->addend + (long)row * e->addendStride + col0 : 0;
+    for (int j = 0; j < cols; j++) {
+        cBuffer[j] = c[j];
+        if (add) addBuffer[j] = add[j];
+        if (e->bias) biasBuffer[j] = e->bias[col0 + j];
+    }
+    finish_row(_mm256_loadu_ps(sums), _mm256_loadu_ps(sums + 8), cBuffer, add ? addBuffer : 0,
+               e->bias ? biasBuffer : 0, row, e, first, last);
+    for (int j = 0; j < cols; j++) c[j] = cBuffer[j];
 }
 
 // The 6x16 register tile: rows of A at a + r·lda (rows past `rows` repeat row 0 and are dropped),
@@ -198,7 +190,7 @@ static inline void tile(int kc, const float *a, long lda, int rows, const float 
     _mm256_store_ps(sums + 4 * NR, c40); _mm256_store_ps(sums + 4 * NR + 8, c41);
     _mm256_store_ps(sums + 5 * NR, c50); _mm256_store_ps(sums + 5 * NR + 8, c51);
     for (int r = 0; r < rows; r++)
-        finish_row(sums + r * NR, c + (long)r * ldc, cols, row0 + r, col0, e, first, last);
+        finish_edge_row(sums + r * NR, c + (long)r * ldc, cols, row0 + r, col0, e, first, last);
 }
 
 void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const float *packed,
