@@ -169,13 +169,11 @@ final class CameraPipeline: @unchecked Sendable {
         lock.lock()
         if stopping { lock.unlock(); return }  // stop() reports the end itself
         state = change.state
-        let isStopping = stopping
-        var ended: [ActionTransition] = []
-        if change.state != .streaming && change.state != .connecting && !isStopping {
+        if change.state != .streaming && change.state != .connecting {
             // The stream broke: what the model saw before and after are different clips. The
-            // inference thread applies the break once it has read every frame captured before it.
+            // inference thread applies the break (and ends open actions) once it has read every
+            // frame captured before it.
             pendingBreaks.append((source.ring.producedCount, change.state.name, change.timestamp))
-            lock.broadcast()
         }
         lock.unlock()
         var fields: [String: Any] = ["camera": camera.id, "state": change.state.name, "source": change.source,
@@ -186,7 +184,6 @@ final class CameraPipeline: @unchecked Sendable {
         default: break
         }
         publisher.publish(topic: "\(camera.id).status", kind: "status", fields)
-        publish(ended, clip: nil)
     }
 
     // MARK: Inference (its own thread)
