@@ -1,3 +1,5 @@
+import CTubeletGemm
+
 /// Elementwise maths: vectorised exp, exact (erf) GELU, tanh GELU and row softmax.
 
 /// exp on 8 lanes: Cody-Waite range reduction and the Cephes expf polynomial (about 1 ulp on
@@ -106,36 +108,11 @@ public func geluTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
 }
 
 /// Replaces a row by exp(x - max(x)) and returns Σ exp(x - max): a softmax without its division,
-/// for callers that divide a smaller product instead.
+/// for callers that divide a smaller product instead. In C (`tubelet_exponentiate_row`): the same
+/// exp as `exp8`, with the fused multiply-adds Swift does not emit.
 @inline(__always)
 public func exponentiateRow(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-    var max8 = SIMD8<Float>(repeating: -.infinity)
-    var i = 0
-    while i + 8 <= count {
-        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        max8 = max8.replacing(with: v, where: v .> max8)
-        i += 8
-    }
-    var maximum = max8.max()
-    while i < count { maximum = max(maximum, x[i]); i += 1 }
-    let maximum8 = SIMD8<Float>(repeating: maximum)
-    var sum8 = SIMD8<Float>()
-    i = 0
-    while i + 8 <= count {
-        let p = UnsafeMutableRawPointer(x + i)
-        let e = exp8(p.loadUnaligned(as: SIMD8<Float>.self) - maximum8)
-        p.storeBytes(of: e, as: SIMD8<Float>.self)
-        sum8 += e
-        i += 8
-    }
-    var sum = sum8.sum()
-    if i < count {
-        var lanes = SIMD8<Float>(repeating: -.infinity)
-        for j in i..<count { lanes[j - i] = x[j] - maximum }
-        let e = exp8(lanes)
-        for j in i..<count { x[j] = e[j - i]; sum += e[j - i] }
-    }
-    return sum
+    tubelet_exponentiate_row(x, Int32(count))
 }
 
 /// Softmax of one row in place: exp(x - max) / Σ.

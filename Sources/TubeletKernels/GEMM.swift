@@ -26,17 +26,22 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
                    into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
     // Below ~64 rows a split costs more than it saves.
     Parallel.forRanges(rows, minimum: 64) { range in
-        let count = range.count
-        let xRows = x + range.lowerBound * inFeatures
-        let yRows = y + range.lowerBound * outFeatures
-        sgemm(transposeA: false, transposeB: true, m: count, n: outFeatures, k: inFeatures,
-              a: xRows, lda: inFeatures, b: weight, ldb: inFeatures,
-              beta: accumulate ? 1 : 0, c: yRows, ldc: outFeatures)
-        if let bias {
-            for r in 0..<count {
-                let row = yRows + r * outFeatures
-                for j in 0..<outFeatures { row[j] += bias[j] }
-            }
+        linearRows(x + range.lowerBound * inFeatures, rows: range.count, inFeatures: inFeatures, weight: weight,
+                   bias: bias, outFeatures: outFeatures, into: y + range.lowerBound * outFeatures, accumulate: accumulate)
+    }
+}
+
+/// `linear` on the calling thread (inside a worker): one single-threaded GEMM, then the bias.
+public func linearRows(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
+                       weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outFeatures: Int,
+                       into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+    sgemm(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
+          a: x, lda: inFeatures, b: weight, ldb: inFeatures,
+          beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
+    if let bias {
+        for r in 0..<rows {
+            let row = y + r * outFeatures
+            for j in 0..<outFeatures { row[j] += bias[j] }
         }
     }
 }

@@ -58,12 +58,6 @@ public func linearPacked(_ x: UnsafePointer<Float>, rows: Int, weight: PackedMat
     }
 }
 
-/// Replaces a row by exp(x - max(x)) and returns the sum (C, with fused multiply-adds).
-@inline(__always)
-public func exponentiateRowFused(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-    tubelet_exponentiate_row(x, Int32(count))
-}
-
 /// Rows [firstRow, firstRow + rows) of a Swin window's relative position bias [N, N] for one head,
 /// from the head's bias table reversed (`tubelet_relative_bias_rows`); `out` holds rows·N + 8 floats,
 /// `reversedTable` table length + 8. window: (t, h, w), w at most 8.

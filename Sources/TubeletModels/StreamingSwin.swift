@@ -135,6 +135,22 @@ public final class SwinStream {
         return k * w + shift
     }
 
+    /// Token times of the key slices a query at `time` sees: its temporal window's past, from the
+    /// window's start (or the stream's) up to itself.
+    @inline(__always)
+    func keyTimes(_ time: Int, shift: Int) -> ClosedRange<Int> {
+        max(windowStart(time, shift: shift), startTokenTime)...time
+    }
+
+    /// Attention item `item` of a block's new slices, ordered (slice, spatial window, head): which
+    /// it is, and the key slices its query sees.
+    @inline(__always)
+    private func attentionItem(_ item: Int, windows: Int, heads: Int, firstTime: Int, shift: Int)
+        -> (slice: Int, window: Int, head: Int, time: Int, keyTimes: ClosedRange<Int>) {
+        let slice = item / (windows * heads), time = firstTime + slice
+        return (slice, (item / heads) % windows, item % heads, time, keyTimes(time, shift: shift))
+    }
+
     /// Drops tiles no future query can reach: older than the window of the next slice.
     private func evictTiles() {
         var blockIndex = 0
@@ -199,8 +215,7 @@ public final class SwinStream {
         let windowTemporal = block.windowSize[0]
         var keyCounts = 0
         for slice in 0..<slices {
-            let time = firstTime + slice
-            keyCounts += time - max(windowStart(time, shift: shift), startTokenTime) + 1
+            keyCounts += keyTimes(firstTime + slice, shift: shift).count
         }
         if GEMMBackend.packed {
             let packedSlices = PackedKeysValues.pack(qkv: qkv.data, slices: slices, windows: partition.windowCount,
@@ -215,22 +230,20 @@ public final class SwinStream {
                 let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
                 defer { scores.deallocate(); inverseSums.deallocate() }
                 for item in range {
-                    let slice = item / (partition.windowCount * heads)
-                    let window = (item / heads) % partition.windowCount, head = item % heads
-                    let time = firstTime + slice
-                    let first = max(windowStart(time, shift: shift), startTokenTime)
-                    let rowStride = (time - first + 1) * n
+                    let (slice, window, head, time, seen) = attentionItem(item, windows: partition.windowCount, heads: heads,
+                                                                          firstTime: firstTime, shift: shift)
+                    let rowStride = seen.count * n
                     let query = tiles[time]!.data + window * n * 3 * c + head * headDim
                     let pair = window * heads + head
-                    for (block, keyTime) in (first...time).enumerated() {
+                    for (block, keyTime) in seen.enumerated() {
                         gemmPacked(m: n, n: n, k: headDim, a: query, lda: 3 * c, b: packedTiles[keyTime]!.keys(pair),
                                    c: scores + block * n, ldc: rowStride,
                                    alpha: scale, addend: bias.data + ((time - keyTime) * heads + head) * n * n, addendStride: n)
                         layout.mask?.apply(window: window, to: scores + block * n, rowStride: rowStride)
                     }
-                    for row in 0..<n { inverseSums[row] = 1 / exponentiateRowFused(scores + row * rowStride, count: rowStride) }
+                    for row in 0..<n { inverseSums[row] = 1 / exponentiateRow(scores + row * rowStride, count: rowStride) }
                     let output = attention.data + (slice * windowed + window * n) * c + head * headDim
-                    for (block, keyTime) in (first...time).enumerated() {
+                    for (block, keyTime) in seen.enumerated() {
                         gemmPacked(m: n, n: headDim, k: n, a: scores + block * n, lda: rowStride, b: packedTiles[keyTime]!.values(pair),
                                    c: output, ldc: c, accumulate: block > 0, rowScale: inverseSums)
                     }
@@ -262,15 +275,12 @@ public final class SwinStream {
             let rowSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
             defer { scores.deallocate(); rowSums.deallocate() }
             for item in range {
-                let slice = item / (partition.windowCount * heads)
-                let window = (item / heads) % partition.windowCount, head = item % heads
-                let time = firstTime + slice
-                let first = max(windowStart(time, shift: shift), startTokenTime)
-                let keySlices = time - first + 1
-                let rowStride = keySlices * n
+                let (slice, window, head, time, seen) = attentionItem(item, windows: partition.windowCount, heads: heads,
+                                                                      firstTime: firstTime, shift: shift)
+                let rowStride = seen.count * n
                 let query = tiles[time]!.data + window * n * 3 * c + head * headDim
-                // Scores [n, keySlices·n]: bias of each time offset (+ spatial mask), then + scale·q·kᵀ.
-                for (block, keyTime) in (first...time).enumerated() {
+                // Scores [n, key slices·n]: bias of each time offset (+ spatial mask), then + scale·q·kᵀ.
+                for (block, keyTime) in seen.enumerated() {
                     let key = tiles[keyTime]!.data + window * n * 3 * c + c + head * headDim
                     let tile = scores + block * n
                     let offsetBias = bias.data + ((time - keyTime) * heads + head) * n * n
@@ -281,7 +291,7 @@ public final class SwinStream {
                 }
                 for row in 0..<n { rowSums[row] = exponentiateRow(scores + row * rowStride, count: rowStride) }
                 let output = attention.data + (slice * windowed + window * n) * c + head * headDim
-                for (block, keyTime) in (first...time).enumerated() {
+                for (block, keyTime) in seen.enumerated() {
                     let value = tiles[keyTime]!.data + window * n * 3 * c + 2 * c + head * headDim
                     sgemm(transposeA: false, transposeB: false, m: n, n: headDim, k: n,
                           a: scores + block * n, lda: rowStride, b: value, ldb: 3 * c,
@@ -412,11 +422,10 @@ final class PackedKeysValues: @unchecked Sendable {
             for item in range {
                 let slice = item / pairs, pair = item % pairs
                 let window = pair / heads, head = pair % heads
-                let tile = qkv + ((slice * windows + window) * n) * 3 * c + head * headDim
                 let target = packed[slice]
-                packB(tile + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: target.storage.data + pair * target.keyFloats)
-                packB(tile + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim,
-                      into: target.storage.data + pairs * target.keyFloats + pair * target.valueFloats)
+                SwinBlock.packKeysValues(qkv: qkv + (slice * windows + window) * n * 3 * c, head: head, channels: c,
+                                         headDim: headDim, tokens: n, keys: target.storage.data + pair * target.keyFloats,
+                                         values: target.storage.data + pairs * target.keyFloats + pair * target.valueFloats)
             }
         }
         return packed

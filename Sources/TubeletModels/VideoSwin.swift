@@ -165,17 +165,10 @@ public struct LinearWeights: Sendable {
                        c: y, ldc: outFeatures, accumulate: accumulate, bias: biasData, gelu: gelu)
             return
         }
-        sgemm(transposeA: false, transposeB: true, m: count, n: outFeatures, k: inFeatures,
-              a: x, lda: inFeatures, b: weight.data, ldb: inFeatures, beta: accumulate ? 1 : 0, c: y, ldc: outFeatures)
         precondition(!gelu || biasData != nil, "the cblas path fuses GELU with a bias only")
-        if gelu, let biasData {
-            addBiasGeluExact(y, rows: count, width: outFeatures, bias: biasData)
-        } else if let biasData {
-            for r in 0..<count {
-                let row = y + r * outFeatures
-                for j in 0..<outFeatures { row[j] += biasData[j] }
-            }
-        }
+        linearRows(x, rows: count, inFeatures: inFeatures, weight: weight.data, bias: gelu ? nil : biasData,
+                   outFeatures: outFeatures, into: y, accumulate: accumulate)
+        if gelu, let biasData { addBiasGeluExact(y, rows: count, width: outFeatures, bias: biasData) }
     }
 }
 
@@ -196,8 +189,10 @@ public struct SwinBlock: Sendable {
     public let windowSize: [Int]
     /// Whether this block shifts its windows by window/2 (odd blocks of a stage).
     public let shifted: Bool
-    /// [heads, N, N] bias for the full (unclamped) window, gathered once at load time.
-    let fullWindowBias: Tensor
+    /// [heads, N, N] bias tiles by window size N, gathered on first use: only the paths that read
+    /// whole tiles need them (cblas, clamped windows, ApproximateSwin); full windows on our GEMM build
+    /// their bias rows from `reversedBiasTables`.
+    let biasTiles = BiasTiles()
     /// [heads, table length + 8]: each head's bias table reversed, for `tubelet_relative_bias_rows`
     /// (nil when the window is wider than 8).
     let reversedBiasTables: Tensor?
@@ -218,7 +213,6 @@ public struct SwinBlock: Sendable {
         self.windowSize = w
         self.shifted = shifted
         precondition(c % heads == 0, "channels \(c) not divisible by heads \(heads)")
-        fullWindowBias = SwinBlock.gatherBias(table: relativePositionBiasTable, window: w, heads: heads, tokens: w.reduce(1, *))
         let length = relativePositionBiasTable.shape[0]
         if w[2] <= 8 {
             let reversed = Tensor(zeros: [heads, length + 8])
@@ -235,9 +229,20 @@ public struct SwinBlock: Sendable {
     /// clamped window, this is `index[:N, :N]` of the *full* window's index: token i of a clamped
     /// window is looked up as token i of the full window.
     func relativePositionBias(tokens n: Int) -> Tensor {
-        n == fullWindowBias.shape[1]
-            ? fullWindowBias
-            : SwinBlock.gatherBias(table: relativePositionBiasTable, window: windowSize, heads: heads, tokens: n)
+        biasTiles.tile(tokens: n) {
+            SwinBlock.gatherBias(table: relativePositionBiasTable, window: windowSize, heads: heads, tokens: n)
+        }
+    }
+
+    /// Whether the attention of an N-token window builds its bias rows from the table (a full window
+    /// on our GEMM) instead of reading a `relativePositionBias` tile.
+    func biasRowsFromTable(tokens n: Int) -> Bool {
+        GEMMBackend.packed && SwinBlock.biasFromTable && reversedBiasTables != nil && n == windowSize.reduce(1, *)
+    }
+
+    /// The tile `windowAttention` and `attendWindowHead` read, nil where they build rows from the table.
+    func biasTileIfRead(tokens n: Int) -> Tensor? {
+        biasRowsFromTable(tokens: n) ? nil : relativePositionBias(tokens: n)
     }
 
     static func gatherBias(table: Tensor, window: [Int], heads: Int, tokens n: Int) -> Tensor {
@@ -277,8 +282,8 @@ public struct SwinBlock: Sendable {
                                          into: scratch.windows.data + clip * windowedPerClip * c)
         }
         qkv(scratch.windows.data, rows: windowed, into: scratch.qkv.data)
-        let bias = relativePositionBias(tokens: partition.tokensPerWindow)
-        windowAttention(qkv: scratch.qkv.data, partition: partition, clips: clips, bias: bias.data,
+        let bias = biasTileIfRead(tokens: partition.tokensPerWindow)
+        windowAttention(qkv: scratch.qkv.data, partition: partition, clips: clips, bias: bias?.data,
                         mask: layout.mask, into: scratch.attention.data)
         projectWithoutBias(scratch.attention.data, rows: windowed, into: scratch.windows.data)
         for clip in 0..<clips {
@@ -354,7 +359,7 @@ public struct SwinBlock: Sendable {
     func attentionBranchPerWindow(_ x: Tensor, perClip: Int, clips: Int, layout: WindowLayout) {
         let partition = layout.partition
         let n = partition.tokensPerWindow, c = channels, headDim = c / heads
-        let bias = relativePositionBias(tokens: n)
+        let bias = biasTileIfRead(tokens: n)
         Parallel.forRanges(clips * partition.windowCount) { range in
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
             let qkvRows = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * c)
@@ -369,7 +374,7 @@ public struct SwinBlock: Sendable {
                                              bias: norm1.bias.data, eps: norm1.eps, into: normed)
                 qkv.rows(normed, count: n, into: qkvRows)
                 for head in 0..<heads {
-                    attendWindowHead(qkv: qkvRows, head: head, window: window, mask: layout.mask, bias: bias.data,
+                    attendWindowHead(qkv: qkvRows, head: head, window: window, mask: layout.mask, bias: bias?.data,
                                      scratch: scratch, into: attended + head * headDim)
                 }
                 proj.rows(attended, count: n, into: normed, withBias: false)
@@ -402,19 +407,18 @@ public struct SwinBlock: Sendable {
     /// GEMM with scale and bias applied, are exponentiated in place, and multiply v with the
     /// softmax's division folded into the GEMM's row scale.
     @inline(__always)
-    func attendWindowHead(qkv: UnsafePointer<Float>, head: Int, window: Int, mask: ShiftMask?, bias: UnsafePointer<Float>,
+    func attendWindowHead(qkv: UnsafePointer<Float>, head: Int, window: Int, mask: ShiftMask?, bias: UnsafePointer<Float>?,
                           scratch: AttentionScratch, into output: UnsafeMutablePointer<Float>) {
         let c = channels, headDim = c / heads, n = scratch.tokens
         let scale = 1 / Float(headDim).squareRoot()
         let blockRows = min(SwinBlock.attentionBlockRows, n)
         let q = qkv + head * headDim
-        packB(q + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: scratch.keys)
-        packB(q + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: scratch.values)
+        SwinBlock.packKeysValues(qkv: qkv, head: head, channels: c, headDim: headDim, tokens: n,
+                                 keys: scratch.keys, values: scratch.values)
         // The bias rows of a full window are built from the head's table (L1) rather than read from
-        // its [N, N] tile (beyond L2): same values, bit for bit.
+        // its [N, N] tile (beyond L2): same values, bit for bit. `bias` is nil exactly then.
         let window3 = windowSize
-        let reversedTable = n == window3[0] * window3[1] * window3[2] && SwinBlock.biasFromTable
-            ? reversedBiasTables.map { $0.data + head * ($0.shape[1]) } : nil
+        let reversedTable = bias == nil ? reversedBiasTables.map { $0.data + head * ($0.shape[1]) } : nil
         var first = 0
         while first < n {
             let rows = min(blockRows, n - first)
@@ -423,26 +427,36 @@ public struct SwinBlock: Sendable {
                 relativeBiasRows(reversedTable: reversedTable, window: window3, firstRow: first, rows: rows, into: scratch.biasRows)
                 addend = UnsafePointer(scratch.biasRows)
             } else {
-                addend = bias + (head * n + first) * n
+                addend = bias! + (head * n + first) * n
             }
             gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: scratch.keys,
                        c: scratch.scores, ldc: n, alpha: scale, addend: addend, addendStride: n)
             if let mask {
                 for r in 0..<rows { mask.applyRow(window: window, row: first + r, to: scratch.scores + r * n) }
             }
-            for r in 0..<rows { scratch.inverseSums[r] = 1 / exponentiateRowFused(scratch.scores + r * n, count: n) }
+            for r in 0..<rows { scratch.inverseSums[r] = 1 / exponentiateRow(scratch.scores + r * n, count: n) }
             gemmPacked(m: rows, n: headDim, k: n, a: scratch.scores, lda: n, b: scratch.values,
                        c: output + first * c, ldc: c, rowScale: scratch.inverseSums)
             first += rows
         }
     }
 
+    /// Packs one head's keys, as B = kᵀ [headDim, N], and values, as B = v [N, headDim], from a
+    /// window's qkv rows [N, 3C] (each laid out (3, heads, headDim)) for `gemmPacked`.
+    static func packKeysValues(qkv: UnsafePointer<Float>, head: Int, channels c: Int, headDim: Int, tokens n: Int,
+                               keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+        let q = qkv + head * headDim
+        packB(q + c, strideK: 1, strideN: 3 * c, k: headDim, n: n, into: keys)
+        packB(q + 2 * c, strideK: 3 * c, strideN: 1, k: n, n: headDim, into: values)
+    }
+
     /// For every (window, head): softmax(q·kᵀ·scale + bias + mask)·v, heads concatenated.
     /// qkv: [windows·N, 3C] with each row laid out (3, heads, headDim); out: [windows·N, C].
-    func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int = 1, bias: UnsafePointer<Float>,
+    /// `bias`: the [heads, N, N] tile, nil where rows are built from the table (`biasTileIfRead`).
+    func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int = 1, bias: UnsafePointer<Float>?,
                          mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
         guard GEMMBackend.packed else {
-            windowAttentionBLAS(qkv: qkv, partition: partition, clips: clips, bias: bias, mask: mask, into: out)
+            windowAttentionBLAS(qkv: qkv, partition: partition, clips: clips, bias: bias!, mask: mask, into: out)
             return
         }
         let n = partition.tokensPerWindow
@@ -590,6 +604,22 @@ struct WindowLayout {
             labels[position] = grid[(t * ph + h) * pw + w]
         }
         return labels
+    }
+}
+
+/// A block's relative position bias tiles, gathered once per window size on first use (blocks are
+/// shared by every worker and camera, hence the lock).
+final class BiasTiles: @unchecked Sendable {
+    private let lock = NSLock()
+    private var tiles: [Int: Tensor] = [:]
+
+    func tile(tokens n: Int, gather: () -> Tensor) -> Tensor {
+        lock.lock()
+        defer { lock.unlock() }
+        if let tile = tiles[n] { return tile }
+        let tile = gather()
+        tiles[n] = tile
+        return tile
     }
 }
 
