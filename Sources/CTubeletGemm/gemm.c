@@ -43,9 +43,10 @@ void tubelet_pack_b(const float *b, long strideK, long strideN, int k, int n, fl
 }
 
 // exp on 8 lanes: Cody-Waite reduction and the Cephes expf polynomial (about 1 ulp on [-87, 88]),
-// the same function as the Swift `exp8`, with fused multiply-adds.
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.37f));
+// the same function as the Swift `exp8`, with fused multiply-adds. `exp_nonpositive256` is the
+// softmax's: its inputs are x - max(x) <= 0, so it needs no upper clamp.
+static inline __m256 exp_nonpositive256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33f));
     const __m256 magic = _mm256_set1_ps(12582912.0f);
     __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
     __m256 n = _mm256_sub_ps(shifted, magic);
@@ -62,27 +63,49 @@ static inline __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
 }
 
-// GELU (exact form, 0.5·x·(1 + erf(x/√2))) with erf by Abramowitz & Stegun 7.1.26 (absolute
-// error below 1.5e-7), as the Swift `geluExact8`.
+// erf on 8 lanes: the rational approximation Eigen and XLA use (odd degree-13 numerator over an
+// even degree-8 denominator on x clamped to [-4, 4], where erf is ±1 in float beyond; absolute
+// error about 3e-7). No exp and one division: about half the cost of Abramowitz & Stegun 7.1.26
+// with its exp, which made GELU a sixth of the stage-1 fc1 GEMM.
+static inline __m256 erf256(__m256 v) {
+    __m256 x = _mm256_max_ps(_mm256_min_ps(v, _mm256_set1_ps(4.0f)), _mm256_set1_ps(-4.0f));
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.72614225801306e-10f), _mm256_set1_ps(2.77068142495902e-08f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.10102402082508e-06f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-5.69250639462346e-05f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-7.34990630326855e-04f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.95459980854025e-03f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-1.60960333262415e-02f));
+    p = _mm256_mul_ps(x, p);
+    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(-1.45660718464996e-05f), _mm256_set1_ps(-2.13374055278905e-04f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.68282697438203e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-7.37332916720468e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.42647390514189e-02f));
+    return _mm256_div_ps(p, q);
+}
+
+// GELU, exact form as torch.nn.GELU(): 0.5·x·(1 + erf(x/√2)).
 static inline __m256 gelu256(__m256 v) {
-    __m256 x = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
-    __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-    // |x| clamped at 10, where erf is 1 in float anyway, so that the reciprocal below stays finite.
-    __m256 a = _mm256_min_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(10.0f));
-    // t = 1 / (1 + 0.3275911·a): the approximate reciprocal and one Newton step (~1e-7 relative),
-    // a third of the cost of a division.
-    __m256 d = _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, _mm256_set1_ps(1.0f));
-    __m256 t = _mm256_rcp_ps(d);
-    t = _mm256_mul_ps(t, _mm256_fnmadd_ps(d, t, _mm256_set1_ps(2.0f)));
-    __m256 p = _mm256_set1_ps(1.061405429f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
-    __m256 y = _mm256_fnmadd_ps(_mm256_mul_ps(p, t), e, _mm256_set1_ps(1.0f));
-    __m256 erf = _mm256_or_ps(y, sign);
+    __m256 erf = erf256(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)));
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
+}
+
+void tubelet_gelu_rows(float *x, int rows, int width, long stride, const float *bias) {
+    for (int r = 0; r < rows; r++) {
+        float *row = x + (long)r * stride;
+        int j = 0;
+        for (; j + 8 <= width; j += 8) {
+            __m256 v = _mm256_loadu_ps(row + j);
+            if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + j));
+            _mm256_storeu_ps(row + j, gelu256(v));
+        }
+        if (j < width) {
+            float tail[8] __attribute__((aligned(32))) = {0};
+            for (int i = 0; j + i < width; i++) tail[i] = row[j + i] + (bias ? bias[j + i] : 0);
+            _mm256_store_ps(tail, gelu256(_mm256_load_ps(tail)));
+            for (int i = 0; j + i < width; i++) row[j + i] = tail[i];
+        }
+    }
 }
 
 // The epilogue on one row of 16 sums held in two registers, stored to c. `add` and `bias` point at
@@ -194,8 +217,11 @@ static inline void tile(int kc, const float *a, long lda, int rows, const float 
 }
 
 void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const float *packed,
-                          float *c, long ldc, const tubelet_epilogue *e) {
+                          float *c, long ldc, const tubelet_epilogue *epilogue) {
     if (m <= 0 || n <= 0 || k <= 0) return;
+    // A local copy: stores to c (float) could alias the caller's struct, which would make the
+    // compiler reload every flag and pointer after each row's store.
+    const tubelet_epilogue local = *epilogue, *e = &local;
     int panels = (n + NR - 1) / NR;
     // Even k blocks (no short tail block), each at most KC.
     int kBlocks = (k + KC - 1) / KC;
@@ -219,27 +245,40 @@ void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const f
 }
 
 float tubelet_exponentiate_row(float *x, int n) {
-    __m256 max8 = _mm256_set1_ps(-INFINITY);
+    // Two accumulators in each pass, so that neither the max nor the sum waits on one chain.
+    __m256 max0 = _mm256_set1_ps(-INFINITY), max1 = max0;
     int i = 0;
-    for (; i + 8 <= n; i += 8) max8 = _mm256_max_ps(max8, _mm256_loadu_ps(x + i));
+    for (; i + 16 <= n; i += 16) {
+        max0 = _mm256_max_ps(max0, _mm256_loadu_ps(x + i));
+        max1 = _mm256_max_ps(max1, _mm256_loadu_ps(x + i + 8));
+    }
+    for (; i + 8 <= n; i += 8) max0 = _mm256_max_ps(max0, _mm256_loadu_ps(x + i));
     float lanes[8] __attribute__((aligned(32)));
-    _mm256_store_ps(lanes, max8);
+    _mm256_store_ps(lanes, _mm256_max_ps(max0, max1));
     float maximum = -INFINITY;
     for (int j = 0; j < 8; j++) maximum = lanes[j] > maximum ? lanes[j] : maximum;
     for (; i < n; i++) maximum = x[i] > maximum ? x[i] : maximum;
-    __m256 m8 = _mm256_set1_ps(maximum), sum8 = _mm256_setzero_ps();
-    for (i = 0; i + 8 <= n; i += 8) {
-        __m256 v = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8));
-        _mm256_storeu_ps(x + i, v);
-        sum8 = _mm256_add_ps(sum8, v);
+    __m256 m8 = _mm256_set1_ps(maximum), sum0 = _mm256_setzero_ps(), sum1 = sum0;
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m256 v0 = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8));
+        __m256 v1 = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), m8));
+        _mm256_storeu_ps(x + i, v0);
+        _mm256_storeu_ps(x + i + 8, v1);
+        sum0 = _mm256_add_ps(sum0, v0);
+        sum1 = _mm256_add_ps(sum1, v1);
     }
-    _mm256_store_ps(lanes, sum8);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = exp_nonpositive256(_mm256_sub_ps(_mm256_loadu_ps(x + i), m8));
+        _mm256_storeu_ps(x + i, v);
+        sum0 = _mm256_add_ps(sum0, v);
+    }
+    _mm256_store_ps(lanes, _mm256_add_ps(sum0, sum1));
     float sum = 0;
     for (int j = 0; j < 8; j++) sum += lanes[j];
     if (i < n) {
         float tail[8] __attribute__((aligned(32)));
         for (int j = 0; j < 8; j++) tail[j] = i + j < n ? x[i + j] - maximum : -INFINITY;
-        _mm256_store_ps(tail, exp256(_mm256_load_ps(tail)));
+        _mm256_store_ps(tail, exp_nonpositive256(_mm256_load_ps(tail)));
         for (int j = 0; i + j < n; j++) { x[i + j] = tail[j]; sum += tail[j]; }
     }
     return sum;

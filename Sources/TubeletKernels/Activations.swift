@@ -29,60 +29,21 @@ public func exp8(_ input: SIMD8<Float>) -> SIMD8<Float> {
     return p * unsafeBitCast(exponent, to: SIMD8<Float>.self)
 }
 
-/// erf on 8 lanes: Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7).
-@inline(__always)
-public func erf8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-    let a = x.replacing(with: -x, where: x .< 0)
-    let t = 1 / (1 + SIMD8<Float>(repeating: 0.3275911) * a)
-    var p = SIMD8<Float>(repeating: 1.061405429)
-    p = p * t - 1.453152027
-    p = p * t + 1.421413741
-    p = p * t - 0.284496736
-    p = p * t + 0.254829592
-    let negativeSquare = SIMD8<Float>(repeating: 0) - a * a
-    let y = 1 - p * t * exp8(negativeSquare)
-    return y.replacing(with: -y, where: x .< 0)
-}
-
-@inline(__always)
-func geluExact8(_ value: SIMD8<Float>) -> SIMD8<Float> {
-    0.5 * value * (1 + erf8(value * 0.70710678118654752))
-}
-
-/// GELU as `torch.nn.GELU()` (approximate='none'): 0.5·x·(1 + erf(x/√2)), in place.
+/// GELU as `torch.nn.GELU()` (approximate='none'): 0.5·x·(1 + erf(x/√2)), in place. The C
+/// `tubelet_gelu_rows`, the same function as the packed GEMM's GELU epilogue (erf by a rational
+/// approximation, absolute error about 3e-7).
 public func geluExact(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    Parallel.forRanges(count / 8, minimum: 4096) { range in
-        for v in range {
-            let p = UnsafeMutableRawPointer(x + v * 8)
-            p.storeBytes(of: geluExact8(p.loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Float>.self)
-        }
+    let rows = count / 8192, tail = count - rows * 8192
+    Parallel.forRanges(rows, minimum: 4) { range in
+        tubelet_gelu_rows(x + range.lowerBound * 8192, Int32(range.count), 8192, 8192, nil)
     }
-    for i in (count / 8 * 8)..<count {
-        var lanes = SIMD8<Float>(repeating: 0)
-        lanes[0] = x[i]
-        x[i] = geluExact8(lanes)[0]
-    }
+    if tail > 0 { tubelet_gelu_rows(x + rows * 8192, 1, Int32(tail), tail, nil) }
 }
 
 /// x[r, j] = GELU(x[r, j] + bias[j]) (exact GELU) for x: [rows, width], in place, on the calling
 /// thread: a linear layer's bias and its activation in one pass (for use inside a worker).
 public func addBiasGeluExact(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
-    for r in 0..<rows {
-        let row = x + r * width
-        var j = 0
-        while j + 8 <= width {
-            let p = UnsafeMutableRawPointer(row + j)
-            let b = UnsafeRawPointer(bias + j).loadUnaligned(as: SIMD8<Float>.self)
-            p.storeBytes(of: geluExact8(p.loadUnaligned(as: SIMD8<Float>.self) + b), as: SIMD8<Float>.self)
-            j += 8
-        }
-        while j < width {
-            var lanes = SIMD8<Float>(repeating: 0)
-            lanes[0] = row[j] + bias[j]
-            row[j] = geluExact8(lanes)[0]
-            j += 1
-        }
-    }
+    tubelet_gelu_rows(x, Int32(rows), Int32(width), width, bias)
 }
 
 /// GELU with the tanh approximation (`gelu_pytorch_tanh`, "gelu_fast"), in place:

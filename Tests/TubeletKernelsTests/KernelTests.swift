@@ -129,6 +129,25 @@ final class KernelTests: XCTestCase {
         XCTAssertGreaterThan(abs(exact[n / 2 + 50] - tanhApproximation[n / 2 + 50]), 1e-5)
     }
 
+    /// The bias + GELU pass other models' linear layers use: widths with a sub-8 tail, bias added
+    /// before the activation, every row (the packed GEMM's epilogue is tested in PackedGEMMTests).
+    func testAddBiasGeluMatchesDefinition() {
+        for width in [5, 8, 13, 96] {
+            let rows = 3
+            let x = randomTensor([rows, width], scale: 6), bias = randomTensor([width], scale: 2)
+            let y = x.copy()
+            addBiasGeluExact(y.data, rows: rows, width: width, bias: bias.data)
+            var expected = [Double]()
+            for r in 0..<rows {
+                for j in 0..<width {
+                    let v = Double(x[r * width + j] + bias[j])
+                    expected.append(0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot())))
+                }
+            }
+            assertClose(y, expected, tolerance: 2e-6, "bias + GELU width \(width)")
+        }
+    }
+
     /// Naive pad → torch.roll(-shift) → partition, element by element.
     func naivePartition(_ x: Tensor, grid: [Int], window: [Int], shift: [Int], channels: Int) -> [Float] {
         let padded = zip(grid, window).map { ($0 + $1 - 1) / $1 * $1 }

@@ -39,7 +39,9 @@ void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const f
 /// x[j] = exp(x[j] - max(x)) in place; returns the sum (a softmax without its division).
 float tubelet_exponentiate_row(float *x, int n);
 
-#endif
+/// x[r, j] = GELU(x[r, j] + bias[j]) in place (exact form, erf; the GEMM epilogue's function), for
+/// `rows` rows of `width` floats, `stride` floats apart; bias may be null.
+void tubelet_gelu_rows(float *x, int rows, int width, long stride, const float *bias);
 
 /// Rows [firstRow, firstRow + rows) of a Swin window's relative position bias for one head, written
 /// to out[rows, N] (N = wt·wh·ww), plus 8 floats of slack after the last row. `reversed` is the
@@ -48,3 +50,5 @@ float tubelet_exponentiate_row(float *x, int n);
 /// Built from a table of a few KB that stays in L1, instead of read from an [N, N] tile per head
 /// (614 KB for 8x7x7) that does not fit in L2. Needs ww <= 8.
 void tubelet_relative_bias_rows(const float *reversed, int wt, int wh, int ww, int firstRow, int rows, float *out);
+
+#endif
