@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 #if TUBELET_BLAS_BLIS
 import CBLIS
 #else
@@ -50,6 +51,23 @@ public enum Parallel {
             let start = count * part / parts
             let end = count * (part + 1) / parts
             if start < end { body(start..<end) }
+        }
+    }
+
+    /// Runs `worker` on up to `threadCount` threads and waits; each worker calls `next()` for the
+    /// next unclaimed item of 0..<count until it returns nil, so a worker that falls behind (a
+    /// core taken by another VM, a page fault) takes fewer items instead of leaving the others
+    /// idle at the end, as an even split would. Each worker can set up its own scratch before its
+    /// first `next()`.
+    public static func claimItems(_ count: Int, _ worker: (_ next: () -> Int?) -> Void) {
+        if count <= 0 { return }
+        let workers = min(threadCount, count)
+        let counter = Atomic<Int>(0)
+        forEach(workers) { _ in
+            worker {
+                let item = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+                return item < count ? item : nil
+            }
         }
     }
 }

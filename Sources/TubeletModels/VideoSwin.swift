@@ -301,24 +301,29 @@ public struct SwinBlock: Sendable {
         }
     }
 
-    /// Rows per block of `mlpResidual`: a block's hidden activations (stage 1: 256 x 384 floats)
-    /// stay in L2.
-    static let mlpBlockRows = 256
+    /// Rows per block of `mlpResidual`: at most 252 (a block's hidden activations, stage 1: 252 x
+    /// 384 floats, stay in L2), at least four blocks per worker where the rows allow (so that
+    /// claiming blocks evens out the workers), a multiple of the GEMM's 6-row tile (a block of 256
+    /// ended in a 4-row tile that costs as much as 6).
+    static func mlpBlockRows(rows: Int) -> Int {
+        let perBlock = (rows + 4 * Parallel.threadCount - 1) / (4 * Parallel.threadCount)
+        return min(252, max(6, (perBlock + 5) / 6 * 6))
+    }
 
-    /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual. Each worker takes a
-    /// contiguous range of rows and runs it in blocks of `mlpBlockRows`: norm2 into a small buffer,
-    /// fc1 with its bias and GELU in the GEMM's epilogue, fc2 with its bias accumulated into x; the
-    /// hidden activations never make a round trip through memory.
+    /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual, in blocks of
+    /// `mlpBlockRows` that the workers claim one by one: norm2 into a small buffer, fc1 with its
+    /// bias and GELU in the GEMM's epilogue, fc2 with its bias accumulated into x; the hidden
+    /// activations never make a round trip through memory. Rows are independent, so the result
+    /// does not depend on which worker ran which block.
     func mlpResidual(_ x: UnsafeMutablePointer<Float>, rows: Int) {
         let c = channels, width = fc1.outFeatures
-        Parallel.forRanges(rows, minimum: 24) { range in
-            let blockRows = min(SwinBlock.mlpBlockRows, range.count)
+        let blockRows = SwinBlock.mlpBlockRows(rows: rows)
+        Parallel.claimItems((rows + blockRows - 1) / blockRows) { next in
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * c)
             let hidden = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * width)
             defer { normed.deallocate(); hidden.deallocate() }
-            var start = range.lowerBound
-            while start < range.upperBound {
-                let count = min(blockRows, range.upperBound - start)
+            while let block = next() {
+                let start = block * blockRows, count = min(blockRows, rows - start)
                 let rowsOfX = x + start * c
                 for r in 0..<count {
                     layerNormRow(rowsOfX + r * c, dim: c, weight: norm2.weight.data, bias: norm2.bias.data,
@@ -326,7 +331,6 @@ public struct SwinBlock: Sendable {
                 }
                 fc1.rows(normed, count: count, into: hidden, gelu: true)
                 fc2.rows(hidden, count: count, into: rowsOfX, accumulate: true)
-                start += count
             }
         }
     }
@@ -350,7 +354,7 @@ public struct SwinBlock: Sendable {
         return windows >= 2 * threads && (windows % threads == 0 || windows >= 4 * threads)
     }
 
-    /// The attention branch one window at a time, each worker taking whole windows: norm1 of the
+    /// The attention branch one window at a time, workers claiming whole windows: norm1 of the
     /// window's tokens, its qkv, attention of every head, proj, and the reverse + proj bias +
     /// residual into x. A window's rows (392 x 3C for qkv) stay in L2 from one step to the next
     /// instead of making round trips through memory-sized buffers; windows own disjoint tokens, so
@@ -360,13 +364,13 @@ public struct SwinBlock: Sendable {
         let partition = layout.partition
         let n = partition.tokensPerWindow, c = channels, headDim = c / heads
         let bias = biasTileIfRead(tokens: n)
-        Parallel.forRanges(clips * partition.windowCount) { range in
+        Parallel.claimItems(clips * partition.windowCount) { next in
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
             let qkvRows = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * c)
             let attended = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
             defer { normed.deallocate(); qkvRows.deallocate(); attended.deallocate() }
             let scratch = AttentionScratch(tokens: n, headDim: headDim)
-            for item in range {
+            while let item = next() {
                 let clip = item / partition.windowCount, window = item % partition.windowCount
                 let positions = window * n..<(window + 1) * n
                 let xClip = x.data + clip * perClip * c
