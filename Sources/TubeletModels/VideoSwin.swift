@@ -301,13 +301,17 @@ public struct SwinBlock: Sendable {
         }
     }
 
-    /// Rows per block of `mlpResidual`: at most 252 (a block's hidden activations, stage 1: 252 x
-    /// 384 floats, stay in L2), at least four blocks per worker where the rows allow (so that
-    /// claiming blocks evens out the workers), a multiple of the GEMM's 6-row tile (a block of 256
-    /// ended in a 4-row tile that costs as much as 6).
+    /// Rows per block of `mlpResidual`, a multiple of the GEMM's 6-row tile: at most 252 (a
+    /// block's hidden activations, stage 1: 252 x 384 floats, stay in L2), at least four blocks per
+    /// worker where that leaves blocks of 96 rows or more (so that claiming blocks evens out the
+    /// workers); otherwise (stage 4: 392 rows) one block per worker, since each block streams fc1
+    /// and fc2 (9.4 MB each at stage 4) from memory once and small blocks would do so more often.
     static func mlpBlockRows(rows: Int) -> Int {
-        let perBlock = (rows + 4 * Parallel.threadCount - 1) / (4 * Parallel.threadCount)
-        return min(252, max(6, (perBlock + 5) / 6 * 6))
+        let threads = Parallel.threadCount
+        func roundUp(_ value: Int) -> Int { max(6, (value + 5) / 6 * 6) }
+        let claimed = roundUp((rows + 4 * threads - 1) / (4 * threads))
+        if claimed >= 96 { return min(252, claimed) }
+        return min(252, roundUp((rows + threads - 1) / threads))
     }
 
     /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual, in blocks of
