@@ -3,11 +3,11 @@
 // Why our own: OpenBLAS 0.3.21 on Zen packs both operands on every call (10% of a Swin-T clip),
 // zeroes C for beta = 0 (2.5%), and runs the skinny stage-1 shapes (K or N = 96) at ~40% of peak.
 // Weights never change, so they are packed once; activations are read in place. Blocking:
-// k in blocks of KC (a 16-column panel block, KC·64 bytes, stays in L1), rows in blocks of MC
-// (an MC x KC block of A stays in L2 while every panel passes over it). Each row block streams the
-// whole weight once, from L3 or memory where it does not fit in L2 (stages 3-4: 1.8-9.4 MB), so
-// MC 96 rather than 48: on 54-row stage-4 blocks 80 -> 84 GFLOP/s alone and 55 -> 64 with the other
-// core running the same (interleaved microbenchmark); the rest unchanged.
+// k in blocks of KC (a 16-column panel block, KC·64 bytes, stays in L1), rows in blocks of up to
+// A_BLOCK_FLOATS / kc (a block of A, 256 KB, stays in L2 while every panel passes over it). Each
+// row block streams the whole weight once, from L3 or memory where it does not fit in L2 (stages
+// 3-4: 1.8-9.4 MB), so row blocks are as large as L2 allows rather than fixed (48 rows before:
+// stage-4 shapes 55 -> 64 GFLOP/s with the other core busy, interleaved microbenchmark).
 #include "tubelet_gemm.h"
 #include <immintrin.h>
 #include <math.h>
@@ -15,10 +15,10 @@
 #ifndef KC_SIZE
 #define KC_SIZE 512
 #endif
-#ifndef MC_SIZE
-#define MC_SIZE 96
+#ifndef A_BLOCK_FLOATS
+#define A_BLOCK_FLOATS 65536
 #endif
-enum { NR = TUBELET_GEMM_PANEL, MR = 6, KC = KC_SIZE, MC = MC_SIZE };
+enum { NR = TUBELET_GEMM_PANEL, MR = 6, KC = KC_SIZE };
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 
@@ -232,8 +232,13 @@ void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const f
     for (int k0 = 0; k0 < k; k0 += kcEven) {
         int kc = min_int(kcEven, k - k0);
         int first = k0 == 0, last = k0 + kc == k;
-        for (int m0 = 0; m0 < m; m0 += MC) {
-            int mc = min_int(MC, m - m0);
+        // Even row blocks, a multiple of the tile's rows, each at most A_BLOCK_FLOATS / kc rows.
+        int mcMax = (A_BLOCK_FLOATS / kc) / MR * MR;
+        if (mcMax < MR) mcMax = MR;
+        int mBlocks = (m + mcMax - 1) / mcMax;
+        int mc0 = ((m + mBlocks - 1) / mBlocks + MR - 1) / MR * MR;
+        for (int m0 = 0; m0 < m; m0 += mc0) {
+            int mc = min_int(mc0, m - m0);
             for (int p = 0; p < panels; p++) {
                 const float *panel = packed + (size_t)p * (size_t)k * NR + (size_t)k0 * NR;
                 int cols = min_int(NR, n - p * NR);

@@ -303,15 +303,17 @@ public struct SwinBlock: Sendable {
 
     /// Rows per block of `mlpResidual`, a multiple of the GEMM's 6-row tile: at most 252 (a
     /// block's hidden activations, stage 1: 252 x 384 floats, stay in L2), at least four blocks per
-    /// worker where that leaves blocks of 96 rows or more (so that claiming blocks evens out the
-    /// workers); otherwise (stage 4: 392 rows) one block per worker, since each block streams fc1
-    /// and fc2 (9.4 MB each at stage 4) from memory once and small blocks would do so more often.
+    /// worker where that leaves blocks of 168 rows or more (so that claiming blocks evens out the
+    /// workers). Otherwise (stage 4) as few blocks as the 252-row cap allows, a whole number per
+    /// worker: each block streams fc1 and fc2 (9.4 MB each at stage 4) from memory, and small
+    /// blocks would do so more often.
     static func mlpBlockRows(rows: Int) -> Int {
         let threads = Parallel.threadCount
         func roundUp(_ value: Int) -> Int { max(6, (value + 5) / 6 * 6) }
         let claimed = roundUp((rows + 4 * threads - 1) / (4 * threads))
-        if claimed >= 96 { return min(252, claimed) }
-        return min(252, roundUp((rows + threads - 1) / threads))
+        if claimed >= 168 { return min(252, claimed) }
+        let blocks = threads * ((rows + threads * 252 - 1) / (threads * 252))
+        return min(252, roundUp((rows + blocks - 1) / blocks))
     }
 
     /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual, in blocks of
