@@ -70,4 +70,19 @@ public enum Parallel {
             }
         }
     }
+
+    /// Rows per block for work over independent rows that the workers claim (`claimItems`): a
+    /// multiple of the GEMM's 6-row tile, at most 252 (a block's activations stay in L2; the GEMM's
+    /// own row blocks are 126-682 rows), and at least four blocks per worker where that leaves
+    /// blocks of 168 rows or more, so that claiming evens out the workers. Otherwise as few blocks
+    /// as the cap allows, a whole number per worker: each block streams the weights once (9.4 MB
+    /// per matrix at Swin-T's stage 4), and small blocks would stream them more often.
+    public static func rowBlock(rows: Int) -> Int {
+        let threads = threadCount
+        func roundUp(_ value: Int) -> Int { max(6, (value + 5) / 6 * 6) }
+        let claimed = roundUp((rows + 4 * threads - 1) / (4 * threads))
+        if claimed >= 168 { return min(252, claimed) }
+        let blocks = threads * ((rows + threads * 252 - 1) / (threads * 252))
+        return min(252, roundUp((rows + blocks - 1) / blocks))
+    }
 }

@@ -224,12 +224,13 @@ public final class SwinStream {
             let packedTiles = packedCache[blockIndex]
             // One GEMM per key slice writes scale·q·kᵀ + that offset's bias straight into its
             // columns of the score rows; the products with v accumulate, the softmax's division
-            // folded into their row scale.
-            Parallel.forRanges(slices * partition.windowCount * heads) { range in
+            // folded into their row scale. Items are claimed one at a time: a new slice's cost
+            // grows with how many key slices it sees, so an even split by index is uneven in work.
+            Parallel.claimItems(slices * partition.windowCount * heads) { next in
                 let scores = UnsafeMutablePointer<Float>.allocate(capacity: n * windowTemporal * n)
                 let inverseSums = UnsafeMutablePointer<Float>.allocate(capacity: n)
                 defer { scores.deallocate(); inverseSums.deallocate() }
-                for item in range {
+                while let item = next() {
                     let (slice, window, head, time, seen) = attentionItem(item, windows: partition.windowCount, heads: heads,
                                                                           firstTime: firstTime, shift: shift)
                     let rowStride = seen.count * n

@@ -295,35 +295,24 @@ public struct SwinBlock: Sendable {
 
     /// attention[rows, C] · projᵀ, its bias left to `reverseAdd`.
     func projectWithoutBias(_ attention: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        Parallel.forRanges(rows, minimum: 24) { range in
-            proj.rows(attention + range.lowerBound * channels, count: range.count,
-                      into: y + range.lowerBound * channels, withBias: false)
+        let blockRows = Parallel.rowBlock(rows: rows)
+        Parallel.claimItems((rows + blockRows - 1) / blockRows) { next in
+            while let block = next() {
+                let start = block * blockRows
+                proj.rows(attention + start * channels, count: min(blockRows, rows - start),
+                          into: y + start * channels, withBias: false)
+            }
         }
     }
 
-    /// Rows per block of `mlpResidual`, a multiple of the GEMM's 6-row tile: at most 252 (a
-    /// block's hidden activations, stage 1: 252 x 384 floats, stay in L2), at least four blocks per
-    /// worker where that leaves blocks of 168 rows or more (so that claiming blocks evens out the
-    /// workers). Otherwise (stage 4) as few blocks as the 252-row cap allows, a whole number per
-    /// worker: each block streams fc1 and fc2 (9.4 MB each at stage 4) from memory, and small
-    /// blocks would do so more often.
-    static func mlpBlockRows(rows: Int) -> Int {
-        let threads = Parallel.threadCount
-        func roundUp(_ value: Int) -> Int { max(6, (value + 5) / 6 * 6) }
-        let claimed = roundUp((rows + 4 * threads - 1) / (4 * threads))
-        if claimed >= 168 { return min(252, claimed) }
-        let blocks = threads * ((rows + threads * 252 - 1) / (threads * 252))
-        return min(252, roundUp((rows + blocks - 1) / blocks))
-    }
-
     /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual, in blocks of
-    /// `mlpBlockRows` that the workers claim one by one: norm2 into a small buffer, fc1 with its
+    /// `Parallel.rowBlock` rows that the workers claim one by one: norm2 into a small buffer, fc1 with its
     /// bias and GELU in the GEMM's epilogue, fc2 with its bias accumulated into x; the hidden
     /// activations never make a round trip through memory. Rows are independent, so the result
     /// does not depend on which worker ran which block.
     func mlpResidual(_ x: UnsafeMutablePointer<Float>, rows: Int) {
         let c = channels, width = fc1.outFeatures
-        let blockRows = SwinBlock.mlpBlockRows(rows: rows)
+        let blockRows = Parallel.rowBlock(rows: rows)
         Parallel.claimItems((rows + blockRows - 1) / blockRows) { next in
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * c)
             let hidden = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * width)
