@@ -33,11 +33,12 @@ public func exp8(_ input: SIMD8<Float>) -> SIMD8<Float> {
 /// `tubelet_gelu_rows`, the same function as the packed GEMM's GELU epilogue (erf by a rational
 /// approximation, absolute error about 3e-7).
 public func geluExact(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    let rows = count / 8192, tail = count - rows * 8192
+    // Split into rows of `width` so that workers take whole rows (at least 4 each).
+    let width = 8192, rows = count / width, tail = count - rows * width
     Parallel.forRanges(rows, minimum: 4) { range in
-        tubelet_gelu_rows(x + range.lowerBound * 8192, Int32(range.count), 8192, 8192, nil)
+        tubelet_gelu_rows(x + range.lowerBound * width, Int32(range.count), Int32(width), width, nil)
     }
-    if tail > 0 { tubelet_gelu_rows(x + rows * 8192, 1, Int32(tail), tail, nil) }
+    if tail > 0 { tubelet_gelu_rows(x + rows * width, 1, Int32(tail), tail, nil) }
 }
 
 /// x[r, j] = GELU(x[r, j] + bias[j]) (exact GELU) for x: [rows, width], in place, on the calling

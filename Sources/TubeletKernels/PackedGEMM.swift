@@ -51,18 +51,10 @@ public func gemmPacked(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int
 public func linearPacked(_ x: UnsafePointer<Float>, rows: Int, weight: PackedMatrix, bias: UnsafePointer<Float>?,
                          into y: UnsafeMutablePointer<Float>, accumulate: Bool = false, gelu: Bool = false) {
     let (k, n) = (weight.k, weight.n)
-    // Below ~4 register tiles per thread a split costs more than it saves.
-    if rows < 24 * 2 || Parallel.threadCount == 1 {
-        gemmPacked(m: rows, n: n, k: k, a: x, lda: k, b: weight.data, c: y, ldc: n,
-                   accumulate: accumulate, bias: bias, gelu: gelu)
-        return
-    }
-    let blockRows = Parallel.rowBlock(rows: rows)
-    Parallel.claimItems((rows + blockRows - 1) / blockRows) { next in
+    Parallel.claimRowBlocks(rows) { next in
         while let block = next() {
-            let start = block * blockRows
-            gemmPacked(m: min(blockRows, rows - start), n: n, k: k, a: x + start * k, lda: k, b: weight.data,
-                       c: y + start * n, ldc: n, accumulate: accumulate, bias: bias, gelu: gelu)
+            gemmPacked(m: block.count, n: n, k: k, a: x + block.lowerBound * k, lda: k, b: weight.data,
+                       c: y + block.lowerBound * n, ldc: n, accumulate: accumulate, bias: bias, gelu: gelu)
         }
     }
 }

@@ -60,24 +60,37 @@ public enum Parallel {
     /// idle at the end, as an even split would. Each worker can set up its own scratch before its
     /// first `next()`.
     public static func claimItems(_ count: Int, _ worker: (_ next: () -> Int?) -> Void) {
+        claim(count, item: { $0 }, worker)
+    }
+
+    /// Runs `worker` as `claimItems` does, over 0..<rows in blocks of `rowBlock(rows:)` rows:
+    /// `next()` gives the next unclaimed block's rows until none is left.
+    public static func claimRowBlocks(_ rows: Int, _ worker: (_ next: () -> Range<Int>?) -> Void) {
+        let blockRows = rowBlock(rows: rows)
+        claim((rows + blockRows - 1) / blockRows, item: { $0 * blockRows..<min(($0 + 1) * blockRows, rows) }, worker)
+    }
+
+    /// `claimItems` with item i handed out as `item(i)`.
+    private static func claim<Item>(_ count: Int, item: @escaping (Int) -> Item, _ worker: (_ next: () -> Item?) -> Void) {
         if count <= 0 { return }
-        let workers = min(threadCount, count)
         let counter = Atomic<Int>(0)
-        forEach(workers) { _ in
+        forEach(min(threadCount, count)) { _ in
             worker {
-                let item = counter.wrappingAdd(1, ordering: .relaxed).oldValue
-                return item < count ? item : nil
+                let index = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+                return index < count ? item(index) : nil
             }
         }
     }
 
-    /// Rows per block for work over independent rows that the workers claim (`claimItems`): a
-    /// multiple of the GEMM's 6-row tile, at most 252 (a block's activations stay in L2; the GEMM's
-    /// own row blocks are 126-682 rows), and at least four blocks per worker where that leaves
-    /// blocks of 168 rows or more, so that claiming evens out the workers. Otherwise as few blocks
-    /// as the cap allows, a whole number per worker: each block streams the weights once (9.4 MB
-    /// per matrix at Swin-T's stage 4), and small blocks would stream them more often.
+    /// Rows per block for work over independent rows that the workers claim (`claimRowBlocks`):
+    /// all of them below 48 (8 register tiles: a split costs more than it saves); else a multiple
+    /// of the GEMM's 6-row tile, at most 252 (a block's activations stay in L2; the GEMM's own row
+    /// blocks are 126-682 rows), and at least four blocks per worker where that leaves blocks of
+    /// 168 rows or more, so that claiming evens out the workers. Otherwise as few blocks as the cap
+    /// allows, a whole number per worker: each block streams the weights once (9.4 MB per matrix at
+    /// Swin-T's stage 4), and small blocks would stream them more often.
     public static func rowBlock(rows: Int) -> Int {
+        if rows < 48 { return max(rows, 1) }
         let threads = threadCount
         func roundUp(_ value: Int) -> Int { max(6, (value + 5) / 6 * 6) }
         let claimed = roundUp((rows + 4 * threads - 1) / (4 * threads))

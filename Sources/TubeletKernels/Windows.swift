@@ -76,33 +76,32 @@ public struct WindowPartition: Sendable {
     /// the first of them), on the calling thread: one window's rows inside a worker.
     public func partitionLayerNorm(_ x: UnsafePointer<Float>, positions: Range<Int>, channels: Int, weight: UnsafePointer<Float>,
                                    bias: UnsafePointer<Float>, eps: Float, into windows: UnsafeMutablePointer<Float>) {
-        sourceIndex.withUnsafeBufferPointer { map in
-            for position in positions {
-                let destination = windows + (position - positions.lowerBound) * channels
-                let source = Int(map[position])
-                if source >= 0 {
-                    layerNormRow(x + source * channels, dim: channels, weight: weight, bias: bias, eps: eps, into: destination)
-                } else {
-                    destination.update(repeating: 0, count: channels)
-                }
-            }
+        gather(x, positions: positions, channels: channels, into: windows) { source, destination in
+            layerNormRow(source, dim: channels, weight: weight, bias: bias, eps: eps, into: destination)
         }
     }
 
     @inline(__always)
     func gather(_ x: UnsafePointer<Float>, channels: Int, into windows: UnsafeMutablePointer<Float>,
                 _ row: (_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>) -> Void) {
-        let map = sourceIndex
-        Parallel.forRanges(map.count, minimum: 1024) { range in
-            map.withUnsafeBufferPointer { map in
-                for position in range {
-                    let destination = windows + position * channels
-                    let source = Int(map[position])
-                    if source >= 0 {
-                        row(x + source * channels, destination)
-                    } else {
-                        destination.update(repeating: 0, count: channels)
-                    }
+        Parallel.forRanges(sourceIndex.count, minimum: 1024) { range in
+            gather(x, positions: range, channels: channels, into: windows + range.lowerBound * channels, row)
+        }
+    }
+
+    /// `row(source, destination)` for the windowed positions `positions` (rows of `windows` start at
+    /// the first of them), on the calling thread; padding positions are zeroed.
+    @inline(__always)
+    func gather(_ x: UnsafePointer<Float>, positions: Range<Int>, channels: Int, into windows: UnsafeMutablePointer<Float>,
+                _ row: (_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>) -> Void) {
+        sourceIndex.withUnsafeBufferPointer { map in
+            for position in positions {
+                let destination = windows + (position - positions.lowerBound) * channels
+                let source = Int(map[position])
+                if source >= 0 {
+                    row(x + source * channels, destination)
+                } else {
+                    destination.update(repeating: 0, count: channels)
                 }
             }
         }

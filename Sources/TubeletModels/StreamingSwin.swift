@@ -409,11 +409,9 @@ final class PackedKeysValues: @unchecked Sendable {
         storage = Tensor(uninitialized: [pairs * (keyFloats + valueFloats)])
     }
 
-    /// Packed keys of (window · heads + head).
-    @inline(__always) func keys(_ pair: Int) -> UnsafePointer<Float> { UnsafePointer(storage.data + pair * keyFloats) }
-    @inline(__always) func values(_ pair: Int) -> UnsafePointer<Float> {
-        UnsafePointer(storage.data + pairs * keyFloats + pair * valueFloats)
-    }
+    /// Packed keys and values of (window · heads + head).
+    @inline(__always) func keys(_ pair: Int) -> UnsafeMutablePointer<Float> { storage.data + pair * keyFloats }
+    @inline(__always) func values(_ pair: Int) -> UnsafeMutablePointer<Float> { storage.data + pairs * keyFloats + pair * valueFloats }
 
     /// Packs every slice of qkv: [slices · windows · N, 3C] (rows laid out (3, heads, headDim)).
     static func pack(qkv: UnsafePointer<Float>, slices: Int, windows: Int, tokens n: Int, heads: Int, headDim: Int) -> [PackedKeysValues] {
@@ -423,10 +421,9 @@ final class PackedKeysValues: @unchecked Sendable {
             for item in range {
                 let slice = item / pairs, pair = item % pairs
                 let window = pair / heads, head = pair % heads
-                let target = packed[slice]
                 SwinBlock.packKeysValues(qkv: qkv + (slice * windows + window) * n * 3 * c, head: head, channels: c,
-                                         headDim: headDim, tokens: n, keys: target.storage.data + pair * target.keyFloats,
-                                         values: target.storage.data + pairs * target.keyFloats + pair * target.valueFloats)
+                                         headDim: headDim, tokens: n, keys: packed[slice].keys(pair),
+                                         values: packed[slice].values(pair))
             }
         }
         return packed

@@ -295,31 +295,29 @@ public struct SwinBlock: Sendable {
 
     /// attention[rows, C] · projᵀ, its bias left to `reverseAdd`.
     func projectWithoutBias(_ attention: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        let blockRows = Parallel.rowBlock(rows: rows)
-        Parallel.claimItems((rows + blockRows - 1) / blockRows) { next in
+        Parallel.claimRowBlocks(rows) { next in
             while let block = next() {
-                let start = block * blockRows
-                proj.rows(attention + start * channels, count: min(blockRows, rows - start),
-                          into: y + start * channels, withBias: false)
+                proj.rows(attention + block.lowerBound * channels, count: block.count,
+                          into: y + block.lowerBound * channels, withBias: false)
             }
         }
     }
 
-    /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual, in blocks of
-    /// `Parallel.rowBlock` rows that the workers claim one by one: norm2 into a small buffer, fc1 with its
+    /// x[rows, C] += fc2(GELU(fc1(norm2(x)))), the MLP branch and its residual, in row blocks that
+    /// the workers claim one by one (`Parallel.claimRowBlocks`): norm2 into a small buffer, fc1 with its
     /// bias and GELU in the GEMM's epilogue, fc2 with its bias accumulated into x; the hidden
     /// activations never make a round trip through memory. Rows are independent, so the result
     /// does not depend on which worker ran which block.
     func mlpResidual(_ x: UnsafeMutablePointer<Float>, rows: Int) {
         let c = channels, width = fc1.outFeatures
         let blockRows = Parallel.rowBlock(rows: rows)
-        Parallel.claimItems((rows + blockRows - 1) / blockRows) { next in
+        Parallel.claimRowBlocks(rows) { next in
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * c)
             let hidden = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * width)
             defer { normed.deallocate(); hidden.deallocate() }
             while let block = next() {
-                let start = block * blockRows, count = min(blockRows, rows - start)
-                let rowsOfX = x + start * c
+                let count = block.count
+                let rowsOfX = x + block.lowerBound * c
                 for r in 0..<count {
                     layerNormRow(rowsOfX + r * c, dim: c, weight: norm2.weight.data, bias: norm2.bias.data,
                                  eps: norm2.eps, into: normed + r * c)
@@ -539,14 +537,7 @@ struct ShiftMask {
     @inline(__always)
     func apply(window: Int, to scores: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
         guard mixed[window] else { return }
-        let n = tokensPerWindow, stride = rowStride ?? n
-        labels.withUnsafeBufferPointer { labels in
-            let windowLabels = labels.baseAddress! + window * n
-            for i in 0..<n {
-                let row = scores + i * stride, label = windowLabels[i]
-                for j in 0..<n { row[j] += windowLabels[j] != label ? -100 : 0 }  // as applyRow
-            }
-        }
+        for i in 0..<tokensPerWindow { applyRow(window: window, row: i, to: scores + i * (rowStride ?? tokensPerWindow)) }
     }
 }
 

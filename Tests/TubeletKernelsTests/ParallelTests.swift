@@ -19,4 +19,25 @@ final class ParallelTests: XCTestCase {
             XCTAssertEqual(setUps.load(ordering: .relaxed), min(count, Parallel.threadCount), "count \(count)")
         }
     }
+
+    /// Row blocks cover every row exactly once, none longer than `rowBlock`, and small row counts
+    /// stay one block.
+    func testClaimRowBlocksCoverEveryRowOnce() {
+        for rows in [0, 1, 47, 48, 392, 1568, 25088] {
+            let seen = UnsafeMutablePointer<Int>.allocate(capacity: max(rows, 1))
+            seen.initialize(repeating: 0, count: max(rows, 1))
+            defer { seen.deallocate() }
+            let blocks = Atomic<Int>(0), longest = Atomic<Int>(0)
+            Parallel.claimRowBlocks(rows) { next in
+                while let block = next() {
+                    blocks.wrappingAdd(1, ordering: .relaxed)
+                    longest.max(block.count, ordering: .relaxed)
+                    for row in block { seen[row] += 1 }
+                }
+            }
+            XCTAssertEqual((0..<rows).filter { seen[$0] != 1 }, [], "rows \(rows)")
+            XCTAssertLessThanOrEqual(longest.load(ordering: .relaxed), Parallel.rowBlock(rows: rows), "rows \(rows)")
+            if rows > 0 && rows < 48 { XCTAssertEqual(blocks.load(ordering: .relaxed), 1, "rows \(rows)") }
+        }
+    }
 }
