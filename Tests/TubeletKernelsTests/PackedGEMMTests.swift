@@ -76,6 +76,31 @@ final class PackedGEMMTests: XCTestCase {
         }
     }
 
+    func testPackedLayout() {
+        // Panel p holds rows kk of B[kk, 16p ..< 16p + 16], zero past n; both stride orders, with k
+        // and n off the 8x8 blocks the transposing path copies by.
+        for (k, n) in [(19, 21), (32, 392), (8, 8), (5, 3)] {
+            let rowWidth = k + 7
+            let source = random(max(n, k) * rowWidth)
+            for transposed in [true, false] {
+                let (strideK, strideN) = transposed ? (1, rowWidth) : (rowWidth, 1)
+                var packed = [Float](repeating: .nan, count: PackedMatrix.floats(k: k, n: n))
+                source.withUnsafeBufferPointer { b in packed.withUnsafeMutableBufferPointer {
+                    packB(b.baseAddress! + 2, strideK: strideK, strideN: strideN, k: k, n: n, into: $0.baseAddress!)
+                }}
+                for p in 0..<(n + 15) / 16 {
+                    for kk in 0..<k {
+                        for j in 0..<16 {
+                            let column = p * 16 + j
+                            let expected = column < n ? source[2 + kk * strideK + column * strideN] : 0
+                            XCTAssertEqual(packed[(p * k + kk) * 16 + j], expected, "k \(k) n \(n) strideK \(strideK): (\(kk), \(column))")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testRowResultsDoNotDependOnTheCall() {
         let (m, n, k) = (61, 70, 600)
         let a = random(m * k), w = random(n * k), bias = random(n)
@@ -95,9 +120,14 @@ final class PackedGEMMTests: XCTestCase {
     }
 
     func testExponentiateRow() {
-        for count in [1, 7, 8, 9, 392] {
-            var row = random(count).map { $0 * 30 }
-            let original = row
+        // Spread-out scores, far from zero (the max's rounding must not scale the row), and a shift
+        // mask's -100 on every third score (exp underflows there: about 0, never garbage).
+        let rows: [[Float]] = [1, 7, 8, 9, 392].map { random($0).map { $0 * 30 } }
+            + [random(392).map { $0 * 30 + 500 }]
+            + [random(392).enumerated().map { $0.offset % 3 == 0 ? $0.element - 100 : $0.element }]
+        for original in rows {
+            let count = original.count
+            var row = original
             let sum = row.withUnsafeMutableBufferPointer { exponentiateRow($0.baseAddress!, count: count) }
             let maximum = Double(original.max()!)
             var expectedSum = 0.0
