@@ -177,12 +177,18 @@ void finish_row(__m256 v0, __m256 v1, float *c, const float *add, const float *b
     _mm256_storeu_ps(c + 8, v1);
 }
 
+// Row `row`'s addend at column col0, or null.
+static inline __attribute__((always_inline))
+const float *addend_at(const tubelet_epilogue *e, int row, int col0) {
+    if (e->addendRows) return e->addendRows[row] + col0;
+    return e->addend ? e->addend + (long)row * e->addendStride + col0 : 0;
+}
+
 // `finish_row` for a full row of the tile, reading the addend and bias in place.
 static inline __attribute__((always_inline))
 void finish_full_row(__m256 v0, __m256 v1, float *c, int row, int col0,
                      const tubelet_epilogue *e, int first, int last) {
-    finish_row(v0, v1, c, e->addend ? e->addend + (long)row * e->addendStride + col0 : 0,
-               e->bias ? e->bias + col0 : 0, row, e, first, last);
+    finish_row(v0, v1, c, addend_at(e, row, col0), e->bias ? e->bias + col0 : 0, row, e, first, last);
 }
 
 // Epilogues fixed at compile time. `finish_row` tests every flag for every row of every tile, about
@@ -197,6 +203,7 @@ enum {
     STEP_ADDEND = 8,
     STEP_BIAS = 16,
     STEP_GELU = 32,
+    STEP_ADDEND_ROWS = 64,  // with STEP_ADDEND: its rows from addendRows
     STEPS_GENERIC = -1,   // any steps and k blocks: `finish_row`
 };
 
@@ -212,7 +219,7 @@ void finish_fixed_row(__m256 v0, __m256 v1, float *c, int row, int col0, const t
         v1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), v1);
     }
     if (steps & STEP_ADDEND) {
-        const float *add = e->addend + (long)row * e->addendStride + col0;
+        const float *add = (steps & STEP_ADDEND_ROWS) ? e->addendRows[row] + col0 : e->addend + (long)row * e->addendStride + col0;
         v0 = _mm256_add_ps(v0, _mm256_loadu_ps(add));
         v1 = _mm256_add_ps(v1, _mm256_loadu_ps(add + 8));
     }
@@ -231,7 +238,8 @@ void finish_fixed_row(__m256 v0, __m256 v1, float *c, int row, int col0, const t
 /// The steps of `e` as STEP_ flags, for a call whose k fits one block.
 static int epilogue_steps(const tubelet_epilogue *e) {
     return (e->rowScale ? STEP_ROW_SCALE : e->alpha != 1.0f ? STEP_ALPHA : 0) | (e->accumulate ? STEP_ACCUMULATE : 0)
-        | (e->addend ? STEP_ADDEND : 0) | (e->bias ? STEP_BIAS : 0) | (e->gelu ? STEP_GELU : 0);
+        | (e->addendRows ? STEP_ADDEND | STEP_ADDEND_ROWS : e->addend ? STEP_ADDEND : 0)
+        | (e->bias ? STEP_BIAS : 0) | (e->gelu ? STEP_GELU : 0);
 }
 
 // `finish_row` for a row of an edge tile (fewer than 6 rows, or the last panel with cols < 16), from
@@ -242,7 +250,7 @@ static void finish_edge_row(const float *sums, float *c, int cols, int row, int 
     float cBuffer[NR] __attribute__((aligned(32))) = {0};
     float addBuffer[NR] __attribute__((aligned(32))) = {0};
     float biasBuffer[NR] __attribute__((aligned(32))) = {0};
-    const float *add = e->addend ? e->addend + (long)row * e->addendStride + col0 : 0;
+    const float *add = addend_at(e, row, col0);
     for (int j = 0; j < cols; j++) {
         cBuffer[j] = c[j];
         if (add) addBuffer[j] = add[j];
@@ -348,13 +356,15 @@ void tubelet_sgemm_packed(int m, int n, int k, const float *a, long lda, const f
     int kcEven = (k + kBlocks - 1) / kBlocks;
     if (kBlocks == 1) {
         // The epilogues of Swin's products: qkv (bias), proj (none), fc1 (bias, GELU), fc2
-        // (accumulate, bias), q·kᵀ (alpha, addend: the position bias), scores·v (row scale).
+        // (accumulate, bias), q·kᵀ (alpha, addend: the position bias, tile or strips), scores·v (row scale).
         switch (epilogue_steps(e)) {
         case 0: run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, 0); return;
         case STEP_BIAS: run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, STEP_BIAS); return;
         case STEP_BIAS | STEP_GELU: run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, STEP_BIAS | STEP_GELU); return;
         case STEP_ACCUMULATE | STEP_BIAS: run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, STEP_ACCUMULATE | STEP_BIAS); return;
         case STEP_ALPHA | STEP_ADDEND: run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, STEP_ALPHA | STEP_ADDEND); return;
+        case STEP_ALPHA | STEP_ADDEND | STEP_ADDEND_ROWS:
+            run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, STEP_ALPHA | STEP_ADDEND | STEP_ADDEND_ROWS); return;
         case STEP_ROW_SCALE: run_k_block(m, n, k, 0, k, a, lda, packed, c, ldc, e, STEP_ROW_SCALE); return;
         default: break;
         }
@@ -403,23 +413,4 @@ float tubelet_exponentiate_row(float *x, int n) {
         for (int j = 0; i + j < n; j++) { x[i + j] = tail[j]; sum += tail[j]; }
     }
     return sum;
-}
-
-void tubelet_relative_bias_rows(const float *reversed, int wt, int wh, int ww, int firstRow, int rows, float *out) {
-    int n = wt * wh * ww, length = (2 * wt - 1) * (2 * wh - 1) * (2 * ww - 1);
-    int strideT = (2 * wh - 1) * (2 * ww - 1), strideH = 2 * ww - 1;
-    for (int r = 0; r < rows; r++) {
-        int i = firstRow + r;
-        int ti = i / (wh * ww), hi = (i / ww) % wh, wi = i % ww;
-        float *row = out + (long)r * n;
-        for (int tj = 0; tj < wt; tj++) {
-            for (int hj = 0; hj < wh; hj++) {
-                int base = (ti - tj + wt - 1) * strideT + (hi - hj + wh - 1) * strideH;
-                // table index base + wi - wj + ww - 1 is reversed index (length - base - wi - ww) + wj.
-                const float *run = reversed + (length - base - wi - ww);
-                // 8 wide: the extra lanes land on the next run (written next) or in the slack.
-                _mm256_storeu_ps(row + (tj * wh + hj) * ww, _mm256_loadu_ps(run));
-            }
-        }
-    }
 }

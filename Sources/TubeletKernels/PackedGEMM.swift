@@ -35,14 +35,17 @@ public func packB(_ b: UnsafePointer<Float>, strideK: Int, strideN: Int, k: Int,
 }
 
 /// C[m, n] = alpha·rowScale[i]·(A·B) (+ C if accumulate) + addend + bias, then GELU if asked;
-/// B packed by `packB`. Single-threaded: callers split rows.
+/// B packed by `packB`. The addend's row i is at addend + i·addendStride, or at addendRows[i] where
+/// given. Single-threaded: callers split rows.
 @inline(__always)
 public func gemmPacked(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b packed: UnsafePointer<Float>,
                        c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, accumulate: Bool = false,
                        addend: UnsafePointer<Float>? = nil, addendStride: Int = 0,
+                       addendRows: UnsafePointer<UnsafePointer<Float>?>? = nil,
                        bias: UnsafePointer<Float>? = nil, rowScale: UnsafePointer<Float>? = nil, gelu: Bool = false) {
     var epilogue = tubelet_epilogue(alpha: alpha, accumulate: accumulate ? 1 : 0, addend: addend,
-                                    addendStride: addendStride, bias: bias, rowScale: rowScale, gelu: gelu ? 1 : 0)
+                                    addendStride: addendStride, addendRows: addendRows, bias: bias,
+                                    rowScale: rowScale, gelu: gelu ? 1 : 0)
     tubelet_sgemm_packed(Int32(m), Int32(n), Int32(k), a, lda, packed, c, ldc, &epilogue)
 }
 
@@ -57,15 +60,4 @@ public func linearPacked(_ x: UnsafePointer<Float>, rows: Int, weight: PackedMat
                        c: y + block.lowerBound * n, ldc: n, accumulate: accumulate, bias: bias, gelu: gelu)
         }
     }
-}
-
-/// Rows [firstRow, firstRow + rows) of a Swin window's relative position bias [N, N] for one head,
-/// from the head's bias table reversed (`tubelet_relative_bias_rows`); `out` holds rows·N + 8 floats,
-/// `reversedTable` table length + 8. window: (t, h, w), w at most 8.
-@inline(__always)
-public func relativeBiasRows(reversedTable: UnsafePointer<Float>, window: [Int], firstRow: Int, rows: Int,
-                             into out: UnsafeMutablePointer<Float>) {
-    precondition(window.count == 3 && window[2] <= 8)
-    tubelet_relative_bias_rows(reversedTable, Int32(window[0]), Int32(window[1]), Int32(window[2]),
-                               Int32(firstRow), Int32(rows), out)
 }

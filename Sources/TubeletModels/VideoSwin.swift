@@ -190,12 +190,15 @@ public struct SwinBlock: Sendable {
     /// Whether this block shifts its windows by window/2 (odd blocks of a stage).
     public let shifted: Bool
     /// [heads, N, N] bias tiles by window size N, gathered on first use: only the paths that read
-    /// whole tiles need them (cblas, clamped windows, ApproximateSwin); full windows on our GEMM build
-    /// their bias rows from `reversedBiasTables`.
+    /// whole tiles need them (cblas, clamped windows, ApproximateSwin); full windows on our GEMM point
+    /// their bias rows into `biasStrips`.
     let biasTiles = BiasTiles()
-    /// [heads, table length + 8]: each head's bias table reversed, for `tubelet_relative_bias_rows`
-    /// (nil when the window is wider than 8).
-    let reversedBiasTables: Tensor?
+    /// [heads, Wh·Ww, (2Wt-1)·Wh·Ww]: for each head and spatial query position (hi, wi), the bias
+    /// against every key (tj - ti, hj, wj) with tj - ti from -(Wt-1) to Wt-1. The bias row of query
+    /// (ti, hi, wi) is the N floats from (Wt-1-ti)·Wh·Ww on: the GEMM reads them in place
+    /// (`addendRows`) instead of a row built per window (1.8% of a clip) or an [N, N] tile per head
+    /// (614 KB, beyond L2). 144 KB per head for 8x7x7 windows.
+    let biasStrips: Tensor
 
     init(_ weights: WeightProvider, _ prefix: String, channels c: Int, heads: Int, config: VideoSwinConfig, shifted: Bool) throws {
         let eps = config.layerNormEps
@@ -213,16 +216,27 @@ public struct SwinBlock: Sendable {
         self.windowSize = w
         self.shifted = shifted
         precondition(c % heads == 0, "channels \(c) not divisible by heads \(heads)")
-        let length = relativePositionBiasTable.shape[0]
-        if w[2] <= 8 {
-            let reversed = Tensor(zeros: [heads, length + 8])
-            for h in 0..<heads {
-                for index in 0..<length { reversed.data[h * (length + 8) + length - 1 - index] = relativePositionBiasTable.data[index * heads + h] }
+        biasStrips = SwinBlock.gatherBiasStrips(table: relativePositionBiasTable, window: w, heads: heads)
+    }
+
+    static func gatherBiasStrips(table: Tensor, window: [Int], heads: Int) -> Tensor {
+        let (wt, wh, ww) = (window[0], window[1], window[2])
+        let plane = wh * ww, length = (2 * wt - 1) * plane
+        let strips = Tensor(uninitialized: [heads, plane, length])
+        for h in 0..<heads {
+            for query in 0..<plane {
+                let (hi, wi) = (query / ww, query % ww)
+                let strip = strips.data + (h * plane + query) * length
+                for offset in 0..<(2 * wt - 1) {  // offset = tj - ti + wt - 1
+                    for key in 0..<plane {
+                        let (hj, wj) = (key / ww, key % ww)
+                        let index = (2 * (wt - 1) - offset) * (2 * wh - 1) * (2 * ww - 1) + (hi - hj + wh - 1) * (2 * ww - 1) + (wi - wj + ww - 1)
+                        strip[offset * plane + key] = table.data[index * heads + h]
+                    }
+                }
             }
-            reversedBiasTables = reversed
-        } else {
-            reversedBiasTables = nil
         }
+        return strips
     }
 
     /// Relative position bias [heads, N, N] for a window of N tokens. As both references do for a
@@ -234,15 +248,15 @@ public struct SwinBlock: Sendable {
         }
     }
 
-    /// Whether the attention of an N-token window builds its bias rows from the table (a full window
-    /// on our GEMM) instead of reading a `relativePositionBias` tile.
-    func biasRowsFromTable(tokens n: Int) -> Bool {
-        GEMMBackend.packed && SwinBlock.biasFromTable && reversedBiasTables != nil && n == windowSize.reduce(1, *)
+    /// Whether the attention of an N-token window reads its bias rows from `biasStrips` (a full
+    /// window on our GEMM) instead of a `relativePositionBias` tile.
+    func biasRowsFromStrips(tokens n: Int) -> Bool {
+        GEMMBackend.packed && SwinBlock.biasFromStrips && n == windowSize.reduce(1, *)
     }
 
-    /// The tile `windowAttention` and `attendWindowHead` read, nil where they build rows from the table.
+    /// The tile `windowAttention` and `attendWindowHead` read, nil where they read the strips.
     func biasTileIfRead(tokens n: Int) -> Tensor? {
-        biasRowsFromTable(tokens: n) ? nil : relativePositionBias(tokens: n)
+        biasRowsFromStrips(tokens: n) ? nil : relativePositionBias(tokens: n)
     }
 
     static func gatherBias(table: Tensor, window: [Int], heads: Int, tokens n: Int) -> Tensor {
@@ -332,8 +346,8 @@ public struct SwinBlock: Sendable {
     /// product through the softmax to the product with v (a whole 392 x 392 tile is 614 KB).
     static let attentionBlockRows = 48
 
-    /// For tests: false reads every bias row from the [N, N] tile instead of building it from the table.
-    nonisolated(unsafe) public static var biasFromTable = true
+    /// For tests: false reads every bias row from the [N, N] tile instead of the strips.
+    nonisolated(unsafe) public static var biasFromStrips = true
 
     /// For tests: always (true) or never (false) run the attention branch window by window; nil
     /// decides by the window count.
@@ -384,7 +398,8 @@ public struct SwinBlock: Sendable {
     final class AttentionScratch {
         let keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>
         let scores: UnsafeMutablePointer<Float>, inverseSums: UnsafeMutablePointer<Float>
-        let biasRows: UnsafeMutablePointer<Float>
+        /// Where each query row's bias starts, for one block of rows.
+        let biasRows: UnsafeMutablePointer<UnsafePointer<Float>?>
         let tokens: Int
         init(tokens n: Int, headDim: Int) {
             tokens = n
@@ -392,7 +407,7 @@ public struct SwinBlock: Sendable {
             values = .allocate(capacity: PackedMatrix.floats(k: n, n: headDim))
             scores = .allocate(capacity: min(SwinBlock.attentionBlockRows, n) * n)
             inverseSums = .allocate(capacity: min(SwinBlock.attentionBlockRows, n))
-            biasRows = .allocate(capacity: min(SwinBlock.attentionBlockRows, n) * n + 8)
+            biasRows = .allocate(capacity: min(SwinBlock.attentionBlockRows, n))
         }
         deinit { keys.deallocate(); values.deallocate(); scores.deallocate(); inverseSums.deallocate(); biasRows.deallocate() }
     }
@@ -412,22 +427,22 @@ public struct SwinBlock: Sendable {
         let q = qkv + head * headDim
         SwinBlock.packKeysValues(qkv: qkv, head: head, channels: c, headDim: headDim, tokens: n,
                                  keys: scratch.keys, values: scratch.values)
-        // The bias rows of a full window are built from the head's table (L1) rather than read from
-        // its [N, N] tile (beyond L2): same values, bit for bit. `bias` is nil exactly then.
-        let window3 = windowSize
-        let reversedTable = bias == nil ? reversedBiasTables.map { $0.data + head * ($0.shape[1]) } : nil
+        // The bias rows of a full window point into the head's strips (144 KB) rather than its
+        // [N, N] tile (614 KB): same values, bit for bit. `bias` is nil exactly then.
+        let plane = windowSize[1] * windowSize[2], stripLength = biasStrips.shape[2]
+        let strips = UnsafePointer(biasStrips.data) + head * plane * stripLength
         var first = 0
         while first < n {
             let rows = min(blockRows, n - first)
-            let addend: UnsafePointer<Float>
-            if let reversedTable {
-                relativeBiasRows(reversedTable: reversedTable, window: window3, firstRow: first, rows: rows, into: scratch.biasRows)
-                addend = UnsafePointer(scratch.biasRows)
-            } else {
-                addend = bias! + (head * n + first) * n
+            if bias == nil {
+                for r in 0..<rows {
+                    let (t, query) = ((first + r) / plane, (first + r) % plane)
+                    scratch.biasRows[r] = strips + query * stripLength + (windowSize[0] - 1 - t) * plane
+                }
             }
             gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: scratch.keys,
-                       c: scratch.scores, ldc: n, alpha: scale, addend: addend, addendStride: n)
+                       c: scratch.scores, ldc: n, alpha: scale, addend: bias.map { $0 + (head * n + first) * n },
+                       addendStride: n, addendRows: bias == nil ? UnsafePointer(scratch.biasRows) : nil)
             if let mask {
                 for r in 0..<rows { mask.applyRow(window: window, row: first + r, to: scratch.scores + r * n) }
             }

@@ -63,17 +63,17 @@ final class VideoSwinParityTests: XCTestCase {
     }
 
     /// The attention branch run window by window (each worker taking whole windows) and layer by
-    /// layer, with bias rows built from the table or read from the [N, N] tile, give the same logits
+    /// layer, with bias rows read from the strips or from the [N, N] tile, give the same logits
     /// bit for bit, on every fixture (shifted, clamped and padded windows).
     func testAttentionSchedulesAndBiasSourcesAreBitwiseEqual() throws {
-        defer { SwinBlock.forcePerWindowAttention = nil; SwinBlock.biasFromTable = true }
+        defer { SwinBlock.forcePerWindowAttention = nil; SwinBlock.biasFromStrips = true }
         for directory in try fixtureDirectories() {
             let clip = try tensor(directory.appendingPathComponent("clip.safetensors"), "clip")
             let model = try importAndLoad(directory.appendingPathComponent("torchvision.pth"))
             var logits: [[Float]] = []
-            for (perWindow, fromTable) in [(true, true), (false, true), (true, false), (false, false)] {
+            for (perWindow, fromStrips) in [(true, true), (false, true), (true, false), (false, false)] {
                 SwinBlock.forcePerWindowAttention = perWindow
-                SwinBlock.biasFromTable = fromTable
+                SwinBlock.biasFromStrips = fromStrips
                 let output = model.logits(clip)
                 logits.append((0..<output.count).map { output[$0] })
             }

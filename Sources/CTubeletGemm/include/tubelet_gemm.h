@@ -13,12 +13,15 @@
 
 /// What happens to each k-sum s[i, j] of A·B before it lands in C:
 /// c = alpha·rowScale[i]·s + (accumulate ? c : 0) + addend[i, j] + bias[j], then GELU (exact, erf).
-/// Null pointers and zero flags leave their step out.
+/// Null pointers and zero flags leave their step out. Row i of the addend is at addend + i·addendStride,
+/// or at addendRows[i] where addendRows is given (rows that are not evenly spaced: a Swin window's
+/// position bias rows, each a run of a per-query-position strip).
 typedef struct {
     float alpha;
     int accumulate;
     const float *addend;
     long addendStride;
+    const float *const *addendRows;
     const float *bias;
     const float *rowScale;
     int gelu;
@@ -42,13 +45,5 @@ float tubelet_exponentiate_row(float *x, int n);
 /// x[r, j] = GELU(x[r, j] + bias[j]) in place (exact form, erf; the GEMM epilogue's function), for
 /// `rows` rows of `width` floats, `stride` floats apart; bias may be null.
 void tubelet_gelu_rows(float *x, int rows, int width, long stride, const float *bias);
-
-/// Rows [firstRow, firstRow + rows) of a Swin window's relative position bias for one head, written
-/// to out[rows, N] (N = wt·wh·ww), plus 8 floats of slack after the last row. `reversed` is the
-/// head's bias table reversed, so that each run of ww biases along a key row is contiguous:
-/// bias[i, j] = table[(ti - tj + wt - 1)(2wh - 1)(2ww - 1) + (hi - hj + wh - 1)(2ww - 1) + wi - wj + ww - 1].
-/// Built from a table of a few KB that stays in L1, instead of read from an [N, N] tile per head
-/// (614 KB for 8x7x7) that does not fit in L2. Needs ww <= 8.
-void tubelet_relative_bias_rows(const float *reversed, int wt, int wh, int ww, int firstRow, int rows, float *out);
 
 #endif
