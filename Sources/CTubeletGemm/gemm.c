@@ -261,18 +261,11 @@ static void finish_edge_row(const float *sums, float *c, int cols, int row, int 
     for (int j = 0; j < cols; j++) c[j] = cBuffer[j];
 }
 
-// The 6x16 register tile: rows of A at a + r·lda (rows past `rows` repeat row 0 and are dropped),
-// kc steps of the packed panel b.
+// The 6x16 register tile: 6 rows of A at a + r·lda, kc steps of the packed panel b.
 static inline __attribute__((always_inline))
-void tile(int kc, const float *a, long lda, int rows, const float *b,
-          float *c, long ldc, int cols, int row0, int col0,
+void tile(int kc, const float *a, long lda, const float *b, float *c, long ldc, int row0, int col0,
           const tubelet_epilogue *e, int first, int last, int steps) {
-    const float *a0 = a;
-    const float *a1 = rows > 1 ? a + lda : a;
-    const float *a2 = rows > 2 ? a + 2 * lda : a;
-    const float *a3 = rows > 3 ? a + 3 * lda : a;
-    const float *a4 = rows > 4 ? a + 4 * lda : a;
-    const float *a5 = rows > 5 ? a + 5 * lda : a;
+    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -290,32 +283,60 @@ void tile(int kc, const float *a, long lda, int rows, const float *b,
         x = _mm256_broadcast_ss(a4 + kk); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
         x = _mm256_broadcast_ss(a5 + kk); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
     }
-    if (rows == MR && cols == NR && steps != STEPS_GENERIC) {
-        // Full tile: the epilogue runs on the registers.
+    // The epilogue runs on the registers.
+    if (steps != STEPS_GENERIC) {
         finish_fixed_row(c00, c01, c, row0 + 0, col0, e, steps);
         finish_fixed_row(c10, c11, c + ldc, row0 + 1, col0, e, steps);
         finish_fixed_row(c20, c21, c + 2 * ldc, row0 + 2, col0, e, steps);
         finish_fixed_row(c30, c31, c + 3 * ldc, row0 + 3, col0, e, steps);
         finish_fixed_row(c40, c41, c + 4 * ldc, row0 + 4, col0, e, steps);
         finish_fixed_row(c50, c51, c + 5 * ldc, row0 + 5, col0, e, steps);
-        return;
-    }
-    if (rows == MR && cols == NR) {
+    } else {
         finish_full_row(c00, c01, c, row0 + 0, col0, e, first, last);
         finish_full_row(c10, c11, c + ldc, row0 + 1, col0, e, first, last);
         finish_full_row(c20, c21, c + 2 * ldc, row0 + 2, col0, e, first, last);
         finish_full_row(c30, c31, c + 3 * ldc, row0 + 3, col0, e, first, last);
         finish_full_row(c40, c41, c + 4 * ldc, row0 + 4, col0, e, first, last);
         finish_full_row(c50, c51, c + 5 * ldc, row0 + 5, col0, e, first, last);
-        return;
     }
+}
+
+// The sums of an edge tile's `rows` rows (a constant in each instance) into sums[rows][16], only
+// the first 8 columns where `narrow`: a window's 392 rows end in a tile of 2, and its 392 keys in a
+// panel of 8, which the full tile would compute as 6 x 16 (and did: 3x and 2x the work).
+// The same k order as `tile`, so the same sums bit for bit.
+static inline __attribute__((always_inline))
+void edge_sums(int kc, const float *a, long lda, int rows, int narrow, const float *b, float *sums) {
+    __m256 acc[2 * MR];
+    for (int r = 0; r < 2 * MR; r++) acc[r] = _mm256_setzero_ps();
+    for (int kk = 0; kk < kc; kk++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = narrow ? b0 : _mm256_loadu_ps(b + 8);
+        b += NR;
+        _Pragma("GCC unroll 6")
+        for (int r = 0; r < MR; r++) {
+            if (r >= rows) break;
+            __m256 x = _mm256_broadcast_ss(a + r * lda + kk);
+            acc[2 * r] = _mm256_fmadd_ps(x, b0, acc[2 * r]);
+            if (!narrow) acc[2 * r + 1] = _mm256_fmadd_ps(x, b1, acc[2 * r + 1]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        _mm256_store_ps(sums + r * NR, acc[2 * r]);
+        _mm256_store_ps(sums + r * NR + 8, narrow ? _mm256_setzero_ps() : acc[2 * r + 1]);
+    }
+}
+
+// A tile with fewer than 6 rows or 16 columns, its epilogue on copies (`finish_edge_row`).
+static void edge_tile(int kc, const float *a, long lda, int rows, const float *b, float *c, long ldc, int cols,
+                      int row0, int col0, const tubelet_epilogue *e, int first, int last) {
     float sums[MR * NR] __attribute__((aligned(32)));
-    _mm256_store_ps(sums + 0 * NR, c00); _mm256_store_ps(sums + 0 * NR + 8, c01);
-    _mm256_store_ps(sums + 1 * NR, c10); _mm256_store_ps(sums + 1 * NR + 8, c11);
-    _mm256_store_ps(sums + 2 * NR, c20); _mm256_store_ps(sums + 2 * NR + 8, c21);
-    _mm256_store_ps(sums + 3 * NR, c30); _mm256_store_ps(sums + 3 * NR + 8, c31);
-    _mm256_store_ps(sums + 4 * NR, c40); _mm256_store_ps(sums + 4 * NR + 8, c41);
-    _mm256_store_ps(sums + 5 * NR, c50); _mm256_store_ps(sums + 5 * NR + 8, c51);
+    int narrow = cols <= 8;
+    switch (rows) {
+#define EDGE_ROWS(R) case R: if (narrow) edge_sums(kc, a, lda, R, 1, b, sums); else edge_sums(kc, a, lda, R, 0, b, sums); break;
+    EDGE_ROWS(1) EDGE_ROWS(2) EDGE_ROWS(3) EDGE_ROWS(4) EDGE_ROWS(5) EDGE_ROWS(6)
+#undef EDGE_ROWS
+    default: return;
+    }
     for (int r = 0; r < rows; r++)
         finish_edge_row(sums + r * NR, c + (long)r * ldc, cols, row0 + r, col0, e, first, last);
 }
@@ -337,9 +358,13 @@ void run_k_block(int m, int n, int k, int k0, int kc, const float *a, long lda, 
             const float *panel = packed + (size_t)p * (size_t)k * NR + (size_t)k0 * NR;
             int cols = min_int(NR, n - p * NR);
             for (int i = 0; i < mc; i += MR) {
-                int row = m0 + i;
-                tile(kc, a + (long)row * lda + k0, lda, min_int(MR, mc - i), panel,
-                     c + (long)row * ldc + p * NR, ldc, cols, row, p * NR, e, first, last, steps);
+                int row = m0 + i, rows = min_int(MR, mc - i);
+                if (rows == MR && cols == NR)
+                    tile(kc, a + (long)row * lda + k0, lda, panel, c + (long)row * ldc + p * NR, ldc, row, p * NR,
+                         e, first, last, steps);
+                else
+                    edge_tile(kc, a + (long)row * lda + k0, lda, rows, panel, c + (long)row * ldc + p * NR, ldc, cols,
+                              row, p * NR, e, first, last);
             }
         }
     }
