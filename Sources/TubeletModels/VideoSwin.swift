@@ -745,14 +745,17 @@ public struct VideoSwin: Sendable {
             for token in range {
                 let (gt, gh, gw) = (token / (grid[1] * grid[2]), (token / grid[2]) % grid[1], token % grid[2])
                 var out = patches.data + token * patchVolume
+                let firstW = gw * pw, wholeRun = firstW + pw <= width
                 for c in 0..<channels { for kt in 0..<pt { for kh in 0..<ph {
                     let (t, h) = (gt * pt + kt, gh * ph + kh)
-                    for kw in 0..<pw {
-                        let w = gw * pw + kw
-                        out.pointee = (t < frames && h < height && w < width)
-                            ? clip.data[((c * frames + t) * height + h) * width + w] : 0
-                        out += 1
+                    let source = clip.data + ((c * frames + t) * height + h) * width + firstW
+                    if t < frames && h < height && wholeRun {
+                        for kw in 0..<pw { out[kw] = source[kw] }
+                    } else {
+                        // Zero padding past the clip's edge.
+                        for kw in 0..<pw { out[kw] = (t < frames && h < height && firstW + kw < width) ? source[kw] : 0 }
                     }
+                    out += pw
                 }}}
             }
         }
