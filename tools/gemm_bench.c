@@ -28,7 +28,7 @@ int main(void) {
         for (long i = 0; i < (long)m * k; i++) a[i] = rand() / (float)RAND_MAX - 0.5f;
         for (long i = 0; i < (long)n * k; i++) w[i] = rand() / (float)RAND_MAX - 0.5f;
         tubelet_pack_b(w, 1, k, k, n, packed);
-        tubelet_epilogue plain = {1, 0, 0, 0, 0, 0, 0};
+        tubelet_epilogue plain = {.alpha = 1};
         double flop = 2.0 * m * n * k, ours = 1e9, blas = 1e9;
         int reps = (int)(2e9 / flop) + 1;
         for (int round = 0; round < 5; round++) {  // interleaved, best of 5

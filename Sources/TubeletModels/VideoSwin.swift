@@ -189,16 +189,10 @@ public struct SwinBlock: Sendable {
     public let windowSize: [Int]
     /// Whether this block shifts its windows by window/2 (odd blocks of a stage).
     public let shifted: Bool
-    /// [heads, N, N] bias tiles by window size N, gathered on first use: only the paths that read
-    /// whole tiles need them (cblas, clamped windows, ApproximateSwin); full windows on our GEMM point
-    /// their bias rows into `biasStrips`.
-    let biasTiles = BiasTiles()
-    /// [heads, Wh·Ww, (2Wt-1)·Wh·Ww]: for each head and spatial query position (hi, wi), the bias
-    /// against every key (tj - ti, hj, wj) with tj - ti from -(Wt-1) to Wt-1. The bias row of query
-    /// (ti, hi, wi) is the N floats from (Wt-1-ti)·Wh·Ww on: the GEMM reads them in place
-    /// (`addendRows`) instead of a row built per window (1.8% of a clip) or an [N, N] tile per head
-    /// (614 KB, beyond L2). 144 KB per head for 8x7x7 windows.
-    let biasStrips: Tensor
+    /// The position bias laid out for the attention, gathered on first use: [heads, N, N] tiles by
+    /// window size N for the paths that read whole tiles (cblas, clamped windows, ApproximateSwin),
+    /// and `biasStrips` for full windows on our GEMM. Streaming models use neither.
+    let biasLayouts = BiasLayouts()
 
     init(_ weights: WeightProvider, _ prefix: String, channels c: Int, heads: Int, config: VideoSwinConfig, shifted: Bool) throws {
         let eps = config.layerNormEps
@@ -216,7 +210,15 @@ public struct SwinBlock: Sendable {
         self.windowSize = w
         self.shifted = shifted
         precondition(c % heads == 0, "channels \(c) not divisible by heads \(heads)")
-        biasStrips = SwinBlock.gatherBiasStrips(table: relativePositionBiasTable, window: w, heads: heads)
+    }
+
+    /// [heads, Wh·Ww, (2Wt-1)·Wh·Ww]: for each head and spatial query position (hi, wi), the bias
+    /// against every key (tj - ti, hj, wj) with tj - ti from -(Wt-1) to Wt-1. The bias row of query
+    /// (ti, hi, wi) is the N floats from (Wt-1-ti)·Wh·Ww on: the GEMM reads them in place
+    /// (`addendRows`) instead of a row built per window (1.8% of a clip) or an [N, N] tile per head
+    /// (614 KB, beyond L2). 144 KB per head for 8x7x7 windows.
+    var biasStrips: Tensor {
+        biasLayouts.strips { SwinBlock.gatherBiasStrips(table: relativePositionBiasTable, window: windowSize, heads: heads) }
     }
 
     static func gatherBiasStrips(table: Tensor, window: [Int], heads: Int) -> Tensor {
@@ -243,7 +245,7 @@ public struct SwinBlock: Sendable {
     /// clamped window, this is `index[:N, :N]` of the *full* window's index: token i of a clamped
     /// window is looked up as token i of the full window.
     func relativePositionBias(tokens n: Int) -> Tensor {
-        biasTiles.tile(tokens: n) {
+        biasLayouts.tile(tokens: n) {
             SwinBlock.gatherBias(table: relativePositionBiasTable, window: windowSize, heads: heads, tokens: n)
         }
     }
@@ -371,6 +373,7 @@ public struct SwinBlock: Sendable {
         let partition = layout.partition
         let n = partition.tokensPerWindow, c = channels, headDim = c / heads
         let bias = biasTileIfRead(tokens: n)
+        let strips = bias == nil ? UnsafePointer(biasStrips.data) : nil
         Parallel.claimItems(clips * partition.windowCount) { next in
             let normed = UnsafeMutablePointer<Float>.allocate(capacity: n * c)
             let qkvRows = UnsafeMutablePointer<Float>.allocate(capacity: n * 3 * c)
@@ -385,7 +388,7 @@ public struct SwinBlock: Sendable {
                                              bias: norm1.bias.data, eps: norm1.eps, into: normed)
                 qkv.rows(normed, count: n, into: qkvRows)
                 for head in 0..<heads {
-                    attendWindowHead(qkv: qkvRows, head: head, window: window, mask: layout.mask, bias: bias?.data,
+                    attendWindowHead(qkv: qkvRows, head: head, window: window, mask: layout.mask, bias: bias?.data, strips: strips,
                                      scratch: scratch, into: attended + head * headDim)
                 }
                 proj.rows(attended, count: n, into: normed, withBias: false)
@@ -417,10 +420,13 @@ public struct SwinBlock: Sendable {
     ///
     /// Keys and values are packed once; then per block of query rows the scores come out of the
     /// GEMM with scale and bias applied, are exponentiated in place, and multiply v with the
-    /// softmax's division folded into the GEMM's row scale.
+    /// softmax's division folded into the GEMM's row scale. The bias comes from exactly one of
+    /// `bias` (the [heads, N, N] tile) and `strips` (`biasStrips`).
     @inline(__always)
     func attendWindowHead(qkv: UnsafePointer<Float>, head: Int, window: Int, mask: ShiftMask?, bias: UnsafePointer<Float>?,
+                          strips: UnsafePointer<Float>?,
                           scratch: AttentionScratch, into output: UnsafeMutablePointer<Float>) {
+        precondition((bias == nil) != (strips == nil), "one bias source")
         let c = channels, headDim = c / heads, n = scratch.tokens
         let scale = 1 / Float(headDim).squareRoot()
         let blockRows = min(SwinBlock.attentionBlockRows, n)
@@ -428,21 +434,21 @@ public struct SwinBlock: Sendable {
         SwinBlock.packKeysValues(qkv: qkv, head: head, channels: c, headDim: headDim, tokens: n,
                                  keys: scratch.keys, values: scratch.values)
         // The bias rows of a full window point into the head's strips (144 KB) rather than its
-        // [N, N] tile (614 KB): same values, bit for bit. `bias` is nil exactly then.
-        let plane = windowSize[1] * windowSize[2], stripLength = biasStrips.shape[2]
-        let strips = UnsafePointer(biasStrips.data) + head * plane * stripLength
+        // [N, N] tile (614 KB): same values, bit for bit.
+        let plane = windowSize[1] * windowSize[2], stripLength = (2 * windowSize[0] - 1) * plane
+        let headStrips = strips.map { $0 + head * plane * stripLength }
         var first = 0
         while first < n {
             let rows = min(blockRows, n - first)
-            if bias == nil {
+            if let headStrips {
                 for r in 0..<rows {
                     let (t, query) = ((first + r) / plane, (first + r) % plane)
-                    scratch.biasRows[r] = strips + query * stripLength + (windowSize[0] - 1 - t) * plane
+                    scratch.biasRows[r] = headStrips + query * stripLength + (windowSize[0] - 1 - t) * plane
                 }
             }
             gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: scratch.keys,
                        c: scratch.scores, ldc: n, alpha: scale, addend: bias.map { $0 + (head * n + first) * n },
-                       addendStride: n, addendRows: bias == nil ? UnsafePointer(scratch.biasRows) : nil)
+                       addendStride: n, addendRows: headStrips == nil ? nil : UnsafePointer(scratch.biasRows))
             if let mask {
                 for r in 0..<rows { mask.applyRow(window: window, row: first + r, to: scratch.scores + r * n) }
             }
@@ -464,7 +470,7 @@ public struct SwinBlock: Sendable {
 
     /// For every (window, head): softmax(q·kᵀ·scale + bias + mask)·v, heads concatenated.
     /// qkv: [windows·N, 3C] with each row laid out (3, heads, headDim); out: [windows·N, C].
-    /// `bias`: the [heads, N, N] tile, nil where rows are built from the table (`biasTileIfRead`).
+    /// `bias`: the [heads, N, N] tile, nil where rows are read from the strips (`biasTileIfRead`).
     func windowAttention(qkv: UnsafePointer<Float>, partition: WindowPartition, clips: Int = 1, bias: UnsafePointer<Float>?,
                          mask: ShiftMask?, into out: UnsafeMutablePointer<Float>) {
         guard GEMMBackend.packed else {
@@ -473,12 +479,13 @@ public struct SwinBlock: Sendable {
         }
         let n = partition.tokensPerWindow
         let c = channels, headDim = c / heads
+        let strips = bias == nil ? UnsafePointer(biasStrips.data) : nil
         Parallel.forRanges(clips * partition.windowCount * heads) { range in
             let scratch = AttentionScratch(tokens: n, headDim: headDim)
             for pair in range {
                 let window = pair / heads, head = pair % heads
                 attendWindowHead(qkv: qkv + window * n * 3 * c, head: head, window: window % partition.windowCount, mask: mask,
-                                 bias: bias, scratch: scratch, into: out + window * n * c + head * headDim)
+                                 bias: bias, strips: strips, scratch: scratch, into: out + window * n * c + head * headDim)
             }
         }
     }
@@ -618,9 +625,10 @@ struct WindowLayout {
 
 /// A block's relative position bias tiles, gathered once per window size on first use (blocks are
 /// shared by every worker and camera, hence the lock).
-final class BiasTiles: @unchecked Sendable {
+final class BiasLayouts: @unchecked Sendable {
     private let lock = NSLock()
     private var tiles: [Int: Tensor] = [:]
+    private var gatheredStrips: Tensor?
 
     func tile(tokens n: Int, gather: () -> Tensor) -> Tensor {
         lock.lock()
@@ -629,6 +637,15 @@ final class BiasTiles: @unchecked Sendable {
         let tile = gather()
         tiles[n] = tile
         return tile
+    }
+
+    func strips(gather: () -> Tensor) -> Tensor {
+        lock.lock()
+        defer { lock.unlock() }
+        if let gatheredStrips { return gatheredStrips }
+        let strips = gather()
+        gatheredStrips = strips
+        return strips
     }
 }
 
