@@ -326,7 +326,8 @@ void edge_sums(int kc, const float *a, long lda, int rows, int narrow, const flo
     }
 }
 
-// A tile with fewer than 6 rows or 16 columns, its epilogue on copies (`finish_edge_row`).
+// A tile with fewer than 6 rows or 16 columns; its epilogue in place where it has 16 columns, else on
+// copies (`finish_edge_row`), so that nothing past column n is read or written.
 static void edge_tile(int kc, const float *a, long lda, int rows, const float *b, float *c, long ldc, int cols,
                       int row0, int col0, const tubelet_epilogue *e, int first, int last) {
     float sums[MR * NR] __attribute__((aligned(32)));
@@ -337,8 +338,13 @@ static void edge_tile(int kc, const float *a, long lda, int rows, const float *b
 #undef EDGE_ROWS
     default: return;
     }
-    for (int r = 0; r < rows; r++)
-        finish_edge_row(sums + r * NR, c + (long)r * ldc, cols, row0 + r, col0, e, first, last);
+    for (int r = 0; r < rows; r++) {
+        if (cols == NR)
+            finish_full_row(_mm256_load_ps(sums + r * NR), _mm256_load_ps(sums + r * NR + 8), c + (long)r * ldc,
+                            row0 + r, col0, e, first, last);
+        else
+            finish_edge_row(sums + r * NR, c + (long)r * ldc, cols, row0 + r, col0, e, first, last);
+    }
 }
 
 // One k block of the product over every row block and panel; `steps` is a constant in each instance.
