@@ -221,6 +221,14 @@ public struct SwinBlock: Sendable {
         biasLayouts.strips { SwinBlock.gatherBiasStrips(table: relativePositionBiasTable, window: windowSize, heads: heads) }
     }
 
+    /// Where query `row`'s bias row for `head` starts in `biasStrips` (at `strips`).
+    @inline(__always)
+    func biasStripRow(_ strips: UnsafePointer<Float>, head: Int, row: Int) -> UnsafePointer<Float> {
+        let plane = windowSize[1] * windowSize[2], length = (2 * windowSize[0] - 1) * plane
+        let (t, query) = (row / plane, row % plane)
+        return strips + (head * plane + query) * length + (windowSize[0] - 1 - t) * plane
+    }
+
     static func gatherBiasStrips(table: Tensor, window: [Int], heads: Int) -> Tensor {
         let (wt, wh, ww) = (window[0], window[1], window[2])
         let plane = wh * ww, length = (2 * wt - 1) * plane
@@ -433,22 +441,17 @@ public struct SwinBlock: Sendable {
         let q = qkv + head * headDim
         SwinBlock.packKeysValues(qkv: qkv, head: head, channels: c, headDim: headDim, tokens: n,
                                  keys: scratch.keys, values: scratch.values)
-        // The bias rows of a full window point into the head's strips (144 KB) rather than its
-        // [N, N] tile (614 KB): same values, bit for bit.
-        let plane = windowSize[1] * windowSize[2], stripLength = (2 * windowSize[0] - 1) * plane
-        let headStrips = strips.map { $0 + head * plane * stripLength }
         var first = 0
         while first < n {
             let rows = min(blockRows, n - first)
-            if let headStrips {
-                for r in 0..<rows {
-                    let (t, query) = ((first + r) / plane, (first + r) % plane)
-                    scratch.biasRows[r] = headStrips + query * stripLength + (windowSize[0] - 1 - t) * plane
-                }
+            // The bias rows of a full window point into the head's strips (144 KB) rather than its
+            // [N, N] tile (614 KB): same values, bit for bit.
+            if let strips {
+                for r in 0..<rows { scratch.biasRows[r] = biasStripRow(strips, head: head, row: first + r) }
             }
             gemmPacked(m: rows, n: n, k: headDim, a: q + first * 3 * c, lda: 3 * c, b: scratch.keys,
                        c: scratch.scores, ldc: n, alpha: scale, addend: bias.map { $0 + (head * n + first) * n },
-                       addendStride: n, addendRows: headStrips == nil ? nil : UnsafePointer(scratch.biasRows))
+                       addendStride: n, addendRows: strips == nil ? nil : UnsafePointer(scratch.biasRows))
             if let mask {
                 for r in 0..<rows { mask.applyRow(window: window, row: first + r, to: scratch.scores + r * n) }
             }
@@ -623,29 +626,25 @@ struct WindowLayout {
     }
 }
 
-/// A block's relative position bias tiles, gathered once per window size on first use (blocks are
-/// shared by every worker and camera, hence the lock).
+/// A block's relative position bias as the attention reads it, each layout gathered once on first
+/// use: [heads, N, N] tiles by window size N, and the strips of full windows (`SwinBlock.biasStrips`).
+/// Blocks are shared by every worker and camera, hence the lock.
 final class BiasLayouts: @unchecked Sendable {
+    private enum Layout: Hashable { case tile(tokens: Int), strips }
     private let lock = NSLock()
-    private var tiles: [Int: Tensor] = [:]
-    private var gatheredStrips: Tensor?
+    private var gathered: [Layout: Tensor] = [:]
 
-    func tile(tokens n: Int, gather: () -> Tensor) -> Tensor {
+    func tile(tokens n: Int, gather: () -> Tensor) -> Tensor { cached(.tile(tokens: n), gather) }
+
+    func strips(gather: () -> Tensor) -> Tensor { cached(.strips, gather) }
+
+    private func cached(_ layout: Layout, _ gather: () -> Tensor) -> Tensor {
         lock.lock()
         defer { lock.unlock() }
-        if let tile = tiles[n] { return tile }
-        let tile = gather()
-        tiles[n] = tile
-        return tile
-    }
-
-    func strips(gather: () -> Tensor) -> Tensor {
-        lock.lock()
-        defer { lock.unlock() }
-        if let gatheredStrips { return gatheredStrips }
-        let strips = gather()
-        gatheredStrips = strips
-        return strips
+        if let tensor = gathered[layout] { return tensor }
+        let tensor = gather()
+        gathered[layout] = tensor
+        return tensor
     }
 }
 
