@@ -31,11 +31,44 @@ public final class Daemon: @unchecked Sendable {
     private var retiredBatches: [String: BatchStats] = [:]
     private var reloads: [String: UInt64] = ["ok": 0, "failed": 0]
     private var stopped = false
+    /// Where the outcome of each (re)load is written for `tubeletd --reload` (ReloadStatus); nil: nowhere.
+    private let reloadStatusPath: String?
+    private var reloadGeneration: UInt64 = 0
 
-    public init(config: DaemonConfig, logger: Logger, notifier: SystemdNotifier = SystemdNotifier()) {
+    public init(config: DaemonConfig, logger: Logger, notifier: SystemdNotifier = SystemdNotifier(),
+                reloadStatusPath: String? = nil) {
         self.config = config
         self.logger = logger
         self.notifier = notifier
+        self.reloadStatusPath = reloadStatusPath
+    }
+
+    /// True when the daemon's state lock can be taken within `timeout` seconds: what the systemd watchdog
+    /// asks before each keep-alive, so that a deadlocked daemon is killed and restarted.
+    public func isResponsive(timeout: Double) -> Bool {
+        guard lock.lock(before: Date().addingTimeInterval(timeout)) else { return false }
+        lock.unlock()
+        return true
+    }
+
+    /// Test-only fault (`TUBELET_FAULT=hang-after:SECONDS`): takes the state lock and never gives it back,
+    /// as a deadlock would, so that the watchdog test can see systemd kill and restart the daemon.
+    public func injectHang() {
+        lock.lock()
+        logger.critical("fault injected: the daemon's state lock is held forever")
+    }
+
+    /// Writes the reload status file: generation 0 at start, one more for every reload that succeeded or
+    /// failed. A write failure is logged, never fatal (the reload itself happened).
+    private func recordLoad(isReload: Bool, succeeded: Bool, message: String) {
+        guard let reloadStatusPath else { return }
+        let status = lock.withLock { () -> ReloadStatus in
+            if isReload { reloadGeneration += 1 }
+            return ReloadStatus(generation: reloadGeneration, succeeded: succeeded, message: message)
+        }
+        do { try status.write(to: reloadStatusPath) } catch {
+            logger.error("cannot write the reload status \(reloadStatusPath): \(error)")
+        }
     }
 
     public var currentConfig: DaemonConfig { lock.lock(); defer { lock.unlock() }; return config }
@@ -84,6 +117,7 @@ public final class Daemon: @unchecked Sendable {
         for pipeline in pipelines { pipeline.start() }
         let status = "\(config.cameras.count) camera\(config.cameras.count == 1 ? "" : "s"), events on \(publisher.boundEndpoint ?? config.events.connect.joined(separator: ", "))"
         logger.info("started: \(status)")
+        recordLoad(isReload: false, succeeded: true, message: "started: \(status)")
         notifier.ready(status: status)
     }
 
@@ -103,6 +137,7 @@ public final class Daemon: @unchecked Sendable {
             fields["error"] = message
             publisher?.publish(topic: "daemon", kind: "daemon", fields)
             lock.lock(); reloads["failed", default: 0] += 1; lock.unlock()
+            recordLoad(isReload: true, succeeded: false, message: message)
             notifier.ready(status: "reload failed: \(message)")
             return ReloadOutcome(succeeded: false, error: message)
         }
@@ -190,6 +225,7 @@ public final class Daemon: @unchecked Sendable {
         publisher.publish(topic: "daemon", kind: "daemon", fields)
         let summary = "added \(outcome.added), removed \(outcome.removed), restarted \(outcome.restarted), decisions updated \(outcome.updated)"
         logger.info("reloaded: \(summary)")
+        recordLoad(isReload: true, succeeded: true, message: "reloaded: \(summary)")
         notifier.ready(status: "\(new.cameras.count) cameras; reloaded: \(summary)")
         return outcome
     }

@@ -12,9 +12,18 @@ public struct DaemonService: Service {
     public let daemon: Daemon
     public let notifier: SystemdNotifier
 
-    public init(daemon: Daemon, notifier: SystemdNotifier) {
+    /// Test-only: seconds after start at which the daemon deadlocks on purpose (`TUBELET_FAULT=hang-after:SECONDS`),
+    /// for the watchdog test under a real systemd.
+    public let hangFault: Double?
+
+    public init(daemon: Daemon, notifier: SystemdNotifier, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.daemon = daemon
         self.notifier = notifier
+        if let fault = environment["TUBELET_FAULT"], fault.hasPrefix("hang-after:"), let seconds = Double(fault.dropFirst("hang-after:".count)) {
+            hangFault = seconds
+        } else {
+            hangFault = nil
+        }
     }
 
     public func run() async throws {
@@ -30,11 +39,23 @@ public struct DaemonService: Service {
                 }
             }
             if let interval = notifier.watchdogInterval {
+                // A keep-alive only while the daemon's state lock can be taken: a deadlocked daemon stops
+                // sending them, and systemd kills and restarts it (WatchdogSec=, Restart=on-failure).
                 group.addTask {
                     while !Task.isCancelled {
-                        notifier.watchdog()
+                        if (try? await onThread("watchdog") { daemon.isResponsive(timeout: min(1, interval / 2)) }) == true {
+                            notifier.watchdog()
+                        } else {
+                            daemon.logger.error("watchdog: the daemon did not answer; no keep-alive sent")
+                        }
                         try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
                     }
+                }
+            }
+            if let seconds = hangFault {
+                group.addTask {
+                    try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                    if !Task.isCancelled { _ = try? await onThread("fault") { daemon.injectHang() } }
                 }
             }
             try? await gracefulShutdown()

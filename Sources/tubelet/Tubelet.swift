@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
+import TubeletDaemon
 
 @main
 struct Tubelet: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tubelet",
         abstract: "Action recognition in live video on the CPU.",
+        version: tubeletVersion,
         subcommands: [Import.self, Infer.self, Stream.self, EvalStream.self, Bench.self, BenchCapture.self, Events.self, Proxy.self])
 }
 

@@ -236,6 +236,67 @@ final class DaemonEndToEndTests: XCTestCase {
         assertWellFormed(subscriber)
     }
 
+    /// `tubeletd --reload PID` (systemd's ExecReload): exit 0 once a valid file is applied, exit 1 with the
+    /// reason on stderr when the file is refused (the daemon keeps running), and it waits for the answer.
+    func testReloadCommandWaitsForTheAnswer() throws {
+        let video = try DaemonFixtures.video(seconds: 30)
+        let model = try DaemonFixtures.model()
+        let runtime = scratch.appendingPathComponent("run").path
+        try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true)
+        func config(_ minScore: String) -> String {
+            daemonConfig(model: model, eventsEndpoint: "tcp://127.0.0.1:\(freePort())", decisions: "min_score: \(minScore)\n  end_score: 0",
+                         cameras: "  front:\n    source: \(video)")
+        }
+        let path = try write(config("0.5"))
+        let notify = try NotifySocket()
+        let daemon = try ChildProcess(try Repo.binary("tubeletd"), ["--config", path, "--runtime-directory", runtime],
+                                      environment: ["NOTIFY_SOCKET": notify.path], name: "tubeletd")
+        XCTAssertTrue(notify.waitFor("READY=1", timeout: 10), daemon.log)
+        XCTAssertEqual(ReloadStatus.read(from: runtime + "/reload-status")?.generation, 0)
+        let reload = ["--reload", "\(daemon.pid)", "--runtime-directory", runtime]
+
+        try config("0.6").write(toFile: path, atomically: true, encoding: .utf8)
+        let applied = try runProgram(try Repo.binary("tubeletd"), reload)
+        XCTAssertEqual(applied.status, 0, applied.stderr + daemon.log)
+        XCTAssertTrue(applied.stdout.contains("reloaded: added [], removed [], restarted [], decisions updated [\"front\"]"), applied.stdout)
+        XCTAssertEqual(ReloadStatus.read(from: runtime + "/reload-status")?.generation, 1)
+
+        try (config("0.6") + "\nbogus_key: 1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let refused = try runProgram(try Repo.binary("tubeletd"), reload)
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("reload refused, the running configuration is kept: \(path):"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("unknown key"), refused.stderr)
+        XCTAssertTrue(daemon.isRunning)
+        XCTAssertEqual(ReloadStatus.read(from: runtime + "/reload-status"), ReloadStatus(generation: 2, succeeded: false, message: ReloadStatus.read(from: runtime + "/reload-status")!.message))
+
+        // No daemon behind the pid: an error, not a hang.
+        daemon.signal(SIGTERM)
+        XCTAssertEqual(daemon.waitForExit(timeout: 5), 0, daemon.log)
+        let gone = try runProgram(try Repo.binary("tubeletd"), reload, timeout: 10)
+        XCTAssertEqual(gone.status, 1)
+        XCTAssertTrue(gone.stderr.contains("reload:"), gone.stderr)
+    }
+
+    /// The watchdog's keep-alives stop when the daemon deadlocks (the test-only TUBELET_FAULT=hang-after switch),
+    /// so that systemd kills and restarts it (Tests/System/systemd-service.sh sees that part under a real systemd).
+    func testWatchdogStopsWhenTheDaemonHangs() throws {
+        let video = try DaemonFixtures.video(seconds: 30)
+        let path = try write(daemonConfig(model: try DaemonFixtures.model(), eventsEndpoint: "tcp://127.0.0.1:\(freePort())",
+                                          cameras: "  front:\n    source: \(video)"))
+        let notify = try NotifySocket()
+        let daemon = try ChildProcess(try Repo.binary("tubeletd"), ["--config", path],
+                                      environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000", "TUBELET_FAULT": "hang-after:2"],
+                                      name: "tubeletd")
+        XCTAssertTrue(notify.waitFor("READY=1", timeout: 10), daemon.log)
+        XCTAssertTrue(notify.waitFor("WATCHDOG=1", timeout: 3), "keep-alives while the daemon answers")
+        Thread.sleep(forTimeInterval: 3)  // the fault struck at 2 s
+        let notes = notify.messages.count
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertFalse(notify.messages.dropFirst(notes).contains { $0.contains("WATCHDOG=1") }, "no keep-alive from a hung daemon")
+        XCTAssertTrue(daemon.log.contains("watchdog: the daemon did not answer"), daemon.log)
+        daemon.kill()
+    }
+
     /// `--check-config`: the example files validate; a broken one fails with FILE:LINE:COLUMN and status 1.
     func testCheckConfigCommand() throws {
         let model = try DaemonFixtures.model()
@@ -371,7 +432,8 @@ final class SystemdUnitTests: XCTestCase {
     func testUnitsDeclareNotifyReloadWatchdogAndHardening() throws {
         for name in ["tubeletd.service", "tubeletd@.service"] {
             let text = try String(contentsOfFile: Repo.path("systemd/\(name)"), encoding: .utf8)
-            for line in ["Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure", "WatchdogSec=", "DynamicUser=yes",
+            for line in ["Type=notify", "ExecReload=/usr/bin/tubeletd --reload $MAINPID", "Restart=on-failure", "WatchdogSec=", "User=tubelet",
+                         "RuntimeDirectory=tubelet", "SystemCallFilter=sched_setscheduler\n", "RestrictRealtime=yes",
                          "SupplementaryGroups=video", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
                          "DeviceAllow=char-video4linux rw", "ProcSubset=pid", "PrivateMounts=yes", "CapabilityBoundingSet=\n",
                          "SystemCallFilter=@system-service", "SystemCallFilter=~@privileged @resources", "MemoryDenyWriteExecute=yes"] {
@@ -380,5 +442,10 @@ final class SystemdUnitTests: XCTestCase {
         }
         let template = try String(contentsOfFile: Repo.path("systemd/tubeletd@.service"), encoding: .utf8)
         XCTAssertTrue(template.contains("--config /etc/tubelet/%i.yaml"))
+        XCTAssertTrue(template.contains("RuntimeDirectory=tubelet/%i"), "each instance its own reload-status")
+        for name in ["tubeletd.service", "tubeletd@.service"] {
+            let text = try String(contentsOfFile: Repo.path("systemd/\(name)"), encoding: .utf8)
+            XCTAssertFalse(text.contains("=network-online.target"), "\(name): start must not wait for network-online.target")
+        }
     }
 }
