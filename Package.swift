@@ -12,7 +12,8 @@ guard ["openblas", "blis"].contains(blas) else { fatalError("TUBELET_BLAS must b
 let blasModule = blas == "blis" ? "CBLIS" : "CBLAS"
 let kernelSettings = fastMaths + (blas == "blis" ? [.define("TUBELET_BLAS_BLIS")] : [])
 
-// Layers point one way: kernels <- models <- loading <- streaming <- daemon / CLI.
+// Layers point one way: kernels <- models <- loading <- streaming <- daemon / CLI. Each target declares
+// exactly the modules its files import.
 let package = Package(
     name: "Tubelet",
     platforms: [.macOS(.v14)],
@@ -51,7 +52,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "TubeletDaemon", dependencies: [
-            "TubeletStreaming", "TubeletLoading", "TubeletModels", "CZMQ", "CTubeletShim",
+            "TubeletStreaming", "TubeletLoading", "CZMQ",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -73,11 +74,13 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TubeletModelsTests", dependencies: ["TubeletModels", "TubeletLoading", "TubeletKernels"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "TubeletStreamingTests", dependencies: ["TubeletStreaming"]),
+        .testTarget(name: "TubeletStreamingTests", dependencies: ["TubeletStreaming", "TubeletLoading", "TubeletModels", "TubeletKernels"]),
         // Runs the built `tubelet` binary (build it first: `swift build --build-tests`).
         .testTarget(name: "TubeletCLITests", dependencies: ["TubeletLoading", "TubeletKernels"]),
         // Config, decisions, events, HTTP and notify units, and the built `tubeletd` / `tubelet` binaries end to end.
-        .testTarget(name: "TubeletDaemonTests", dependencies: ["TubeletDaemon", "TubeletLoading", "TubeletKernels", "TubeletStreaming"]),
+        .testTarget(name: "TubeletDaemonTests", dependencies: [
+            "TubeletDaemon", "TubeletLoading", "TubeletModels", "TubeletStreaming", .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )
 

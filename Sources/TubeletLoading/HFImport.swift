@@ -12,25 +12,25 @@ import TubeletModels
 ///   `model.blocks.N.attn.qkv…`), mapped onto transformers' names.
 /// Model files store the weights under transformers' save_pretrained names.
 public enum HFImport {
-    public struct Imported {
-        /// `ModelFile.timesformerArchitecture` or `ModelFile.vivitArchitecture`.
-        public let architecture: String
-        public let configJSON: String
-        public let weights: [(name: String, tensor: Tensor)]
-        public let preprocessing: Preprocessing
-        public let labels: [String]
-        /// "hf", "hf-v5" (ViViT in-memory names) or "original" (facebookresearch TimeSformer).
-        public let layout: String
-        /// One line for `tubelet import` to print.
-        public let summary: String
-        public let timesformer: TimeSformerConfig?
-        public let vivit: ViViTConfig?
-        /// ViViT Models 2-4 from a scenic (flax) checkpoint (ScenicImport).
-        public var scenic: ScenicViViTConfig? = nil
-        /// UniFormer from an official checkpoint (UniFormerImport).
-        public var uniformer: UniFormerConfig? = nil
-        public var numClasses: Int { timesformer?.numClasses ?? vivit?.numClasses ?? scenic?.numClasses ?? uniformer!.numClasses }
+    public typealias Imported = ImportedModel
+
+    /// Hugging Face `model_type` "timesformer" directories.
+    public static let timesformerDirectory = ModelImporter.huggingFace("timesformer", name: "Hugging Face TimeSformer directory") { path, _, progress in
+        try importDirectory(path: path, progress: progress)
     }
+    /// Hugging Face `model_type` "vivit" directories (ViViT Model 1).
+    public static let vivitDirectory = ModelImporter.huggingFace("vivit", name: "Hugging Face ViViT directory") { path, _, progress in
+        try importDirectory(path: path, progress: progress)
+    }
+    /// facebookresearch/TimeSformer `.pyth`/`.pth` checkpoints, by their key pattern.
+    public static let originalTimeSformer = ModelImporter(
+        name: "original TimeSformer checkpoint", priority: 20,
+        recognises: { looksLikeOriginalTimeSformer($0.tensorNames) },
+        read: { source in
+            guard case .checkpoint(let tensors, _) = source.contents else { preconditionFailure() }
+            if source.options.configJSON != nil { throw LoadError(file: source.path, offset: nil, message: "--config goes with --vivit-model or a UniFormer checkpoint") }
+            return try convertOriginalTimeSformer(tensors, path: source.path, heads: source.options.heads)
+        })
 
     /// Whether `path` is a directory holding a Hugging Face `config.json`.
     public static func isHFDirectory(_ path: String) -> Bool {
@@ -39,16 +39,28 @@ public enum HFImport {
             && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json"))
     }
 
-    public static func importDirectory(path: String, progress: ((Int, Int) -> Void)? = nil) throws -> Imported {
+    /// A Hugging Face directory as published: `config.json` (parsed) and its weights file.
+    public struct Directory {
+        public let path: String
+        public let configPath: String
+        public let config: [String: Any]
+        public let modelType: String
+        /// `model.safetensors` or `pytorch_model.bin`.
+        public let weightsPath: String
+        public let tensors: [(name: String, tensor: RawTensor)]
+        /// Typed reads of config.json with defaults for absent keys.
+        var fields: HFConfigFields { HFConfigFields(config, path: configPath) }
+        /// `id2label` in index order ([] when absent).
+        public var labels: [String] { HFImport.hfLabels(config) }
+    }
+
+    /// Reads `config.json` and the weights of a Hugging Face directory (not sharded).
+    public static func readDirectory(path: String, progress: ((Int, Int) -> Void)? = nil) throws -> Directory {
         let configPath = (path as NSString).appendingPathComponent("config.json")
         func fail(_ file: String, _ message: String) -> LoadError { LoadError(file: file, offset: nil, message: message) }
         guard let data = FileManager.default.contents(atPath: configPath),
               let config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw fail(configPath, "not a JSON object")
-        }
-        let modelType = config["model_type"] as? String ?? "?"
-        guard modelType == "timesformer" || modelType == "vivit" else {
-            throw fail(configPath, "model_type '\(modelType)' is not supported (this build imports timesformer and vivit directories)")
         }
         var weightsPath: String?
         for name in ["model.safetensors", "pytorch_model.bin"] {
@@ -61,6 +73,18 @@ public enum HFImport {
                                      : "no model.safetensors or pytorch_model.bin in the directory")
         }
         let (tensors, _) = try SwinImport.readTensors(path: weightsPath, progress: progress)
+        return Directory(path: path, configPath: configPath, config: config, modelType: config["model_type"] as? String ?? "?",
+                         weightsPath: weightsPath, tensors: tensors)
+    }
+
+    public static func importDirectory(path: String, progress: ((Int, Int) -> Void)? = nil) throws -> Imported {
+        func fail(_ file: String, _ message: String) -> LoadError { LoadError(file: file, offset: nil, message: message) }
+        let directory = try readDirectory(path: path, progress: progress)
+        let (config, configPath, modelType, weightsPath, tensors) = (directory.config, directory.configPath, directory.modelType,
+                                                                   directory.weightsPath, directory.tensors)
+        guard modelType == "timesformer" || modelType == "vivit" else {
+            throw fail(configPath, "model_type '\(modelType)' is not supported (this build imports timesformer and vivit directories)")
+        }
         var byName: [String: RawTensor] = [:]
         var layout = "hf"
         for (name, tensor) in tensors {
@@ -93,9 +117,8 @@ public enum HFImport {
                 qkvBias: try fields.bool("qkv_bias", default: true), attentionType: attentionType, layerFramesFromConfig: true)
             try validate(model, path: configPath)
             let weights = try collect(model.parameterShapes(), byName, path: weightsPath)
-            return Imported(architecture: ModelFile.timesformerArchitecture, configJSON: try ModelFile.encodeConfig(model), weights: weights,
-                            preprocessing: preprocessing, labels: labels.count == numClasses ? labels : [], layout: layout,
-                            summary: summary(model, weights), timesformer: model, vivit: nil)
+            return try ImportedModel(TimeSformer.self, config: model, numClasses: numClasses, weights: weights, preprocessing: preprocessing,
+                                     labels: labels, layout: layout, summary: summary(model, weights))
         }
         let act = try fields.string("hidden_act", default: "gelu_fast")
         let gelu: GELUVariant
@@ -114,9 +137,8 @@ public enum HFImport {
             qkvBias: try fields.bool("qkv_bias", default: true), gelu: gelu)
         try validate(model, path: configPath)
         let weights = try collect(model.parameterShapes(), byName, path: weightsPath)
-        return Imported(architecture: ModelFile.vivitArchitecture, configJSON: try ModelFile.encodeConfig(model), weights: weights,
-                        preprocessing: preprocessing, labels: labels.count == numClasses ? labels : [], layout: layout,
-                        summary: summary(model, weights), timesformer: nil, vivit: model)
+        return try ImportedModel(ViViT.self, config: model, numClasses: numClasses, weights: weights, preprocessing: preprocessing,
+                                 labels: labels, layout: layout, summary: summary(model, weights))
     }
 
     /// transformers 5 in-memory ViViT name → save_pretrained (v4) name; other names unchanged.
@@ -208,9 +230,8 @@ public enum HFImport {
         // The original Kinetics recipe: 8 frames every 32nd, 0-1 pixels, mean 0.45 std 0.225, 224 crop.
         let preprocessing = Preprocessing(frames: model.numFrames, frameStride: 32, resizeShortSide: model.imageSize, cropSize: model.imageSize,
                                           pixelScale: 1.0 / 255, mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])
-        return Imported(architecture: ModelFile.timesformerArchitecture, configJSON: try ModelFile.encodeConfig(model), weights: weights,
-                        preprocessing: preprocessing, labels: [], layout: "original", summary: summary(model, weights),
-                        timesformer: model, vivit: nil)
+        return try ImportedModel(TimeSformer.self, config: model, numClasses: model.numClasses, weights: weights, preprocessing: preprocessing,
+                                 labels: [], layout: "original", summary: summary(model, weights))
     }
 
     // MARK: helpers
@@ -224,19 +245,11 @@ public enum HFImport {
     }
 
     static func validate(_ c: TimeSformerConfig, path: String) throws {
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw LoadError(file: path, offset: nil, message: "invalid timesformer config: \(message)") } }
-        try check(c.imageSize > 0 && c.patchSize > 0 && c.imageSize % c.patchSize == 0, "image_size must be a multiple of patch_size")
-        try check(c.hiddenSize > 0 && c.numHeads > 0 && c.hiddenSize % c.numHeads == 0, "hidden_size \(c.hiddenSize) not divisible by \(c.numHeads) heads")
-        try check(c.numFrames > 0 && c.numLayers > 0 && c.intermediateSize > 0 && c.numClasses > 0 && c.inChannels > 0, "sizes must be positive")
+        if let problem = TimeSformer.problem(in: c) { throw LoadError(file: path, offset: nil, message: "invalid timesformer config: \(problem)") }
     }
 
     static func validate(_ c: ViViTConfig, path: String) throws {
-        func check(_ ok: Bool, _ message: String) throws { if !ok { throw LoadError(file: path, offset: nil, message: "invalid vivit config: \(message)") } }
-        try check(c.tubeletSize.count == 3 && c.tubeletSize.allSatisfy { $0 > 0 }, "tubelet_size must be 3 positive sizes")
-        try check(c.imageSize % c.tubeletSize[1] == 0 && c.imageSize % c.tubeletSize[2] == 0 && c.numFrames % c.tubeletSize[0] == 0,
-                  "image_size and num_frames must be multiples of the tubelet")
-        try check(c.hiddenSize > 0 && c.numHeads > 0 && c.hiddenSize % c.numHeads == 0, "hidden_size \(c.hiddenSize) not divisible by \(c.numHeads) heads")
-        try check(c.numLayers > 0 && c.intermediateSize > 0 && c.numClasses > 0 && c.inChannels > 0, "sizes must be positive")
+        if let problem = ViViT.problem(in: c) { throw LoadError(file: path, offset: nil, message: "invalid vivit config: \(problem)") }
     }
 
     static func summary(_ c: TimeSformerConfig, _ weights: [(name: String, tensor: Tensor)]) -> String {

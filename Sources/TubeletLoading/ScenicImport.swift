@@ -21,7 +21,7 @@ import TubeletModels
 /// standard block's children renamed to the names of the flax that wrote scenic's checkpoints
 /// (LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3) whatever their numbering.
 public enum ScenicImport {
-    public static let architecture = "vivit_scenic"
+    public static let architecture = ScenicViViT.architecture
 
     /// What the checkpoint does not say. JSON keys of `--config`: numFrames, imageSize, layerNormEps.
     public struct Options: Codable, Sendable {
@@ -36,6 +36,20 @@ public enum ScenicImport {
             self.layerNormEps = layerNormEps
         }
     }
+
+    /// scenic flax checkpoints (`.msgpack`), with `--vivit-model` saying which model.
+    public static let importer = ModelImporter(
+        name: "scenic ViViT flax checkpoint", priority: 20,
+        recognises: { source in if case .flax = source.contents { source.options.vivitModel != nil } else { false } },
+        read: { source in
+            var options = Options()
+            if let json = source.options.configJSON {
+                do { options = try JSONDecoder().decode(Options.self, from: Data(json.utf8)) } catch {
+                    throw LoadError(file: source.path, offset: nil, message: "--config: not valid JSON options (numFrames, imageSize, layerNormEps): \(error)")
+                }
+            }
+            return try importCheckpoint(path: source.path, model: source.options.vivitModel!, options: options)
+        })
 
     public static func importCheckpoint(path: String, model: Int, options: Options = Options()) throws -> HFImport.Imported {
         try convert(try FlaxCheckpoint.read(path: path), path: path, model: model, options: options)
@@ -201,9 +215,7 @@ public enum ScenicImport {
         }
         // scenic's video pipeline (DMVR): zero-centred pixels (x/127.5 - 1), short side resized to
         // 8/7 of the crop (256 for 224), centre crop.
-        let preprocessing = Preprocessing(frames: config.numFrames, frameStride: 2,
-                                          resizeShortSide: (config.imageSize * 8 + 6) / 7, cropSize: config.imageSize,
-                                          pixelScale: 1 / 127.5, mean: [1, 1, 1], std: [1, 1, 1])
+        let preprocessing = ScenicViViT.referencePreprocessing(for: config)
         let parameters = weights.reduce(0) { $0 + $1.tensor.count }
         let e = config.encoder
         var summary = "ViViT Model \(model): hidden \(d), tubelet \(config.tubeletSize), \(config.numFrames) frames of \(config.imageSize)², "
@@ -213,9 +225,8 @@ public enum ScenicImport {
             summary += "\(e.layers) layers, \(e.heads) heads, "
         }
         summary += "\(numClasses) classes, \(parameters) parameters"
-        return HFImport.Imported(architecture: architecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
-                                 preprocessing: preprocessing, labels: [], layout: "scenic", summary: summary,
-                                 timesformer: nil, vivit: nil, scenic: config)
+        return try ImportedModel(ScenicViViT.self, config: config, numClasses: numClasses, weights: weights, preprocessing: preprocessing,
+                                 labels: [], layout: "scenic", summary: summary)
     }
 
     /// A copy of t with its axes permuted: out.shape[i] = t.shape[order[i]].

@@ -85,6 +85,21 @@ public enum SwinImport {
         return (file.names.map { ($0, file.tensor($0)!) }, nil)
     }
 
+    /// Any other torch or safetensors checkpoint: torchvision swin3d_* or the official repository's (asked last).
+    public static let importer = ModelImporter(
+        name: "Video Swin checkpoint", priority: 0,
+        recognises: { source in if case .checkpoint = source.contents { true } else { false } },
+        read: { source in
+            guard case .checkpoint(let tensors, let extras) = source.contents else { preconditionFailure() }
+            if source.options.configJSON != nil { throw LoadError(file: source.path, offset: nil, message: "--config goes with --vivit-model or a UniFormer checkpoint") }
+            let imported = try convert(tensors, extras: extras, path: source.path)
+            let c = imported.config
+            let parameters = imported.weights.reduce(0) { $0 + $1.tensor.count }
+            return try ImportedModel(VideoSwin.self, config: c, numClasses: c.numClasses, weights: imported.weights,
+                                     preprocessing: imported.defaultPreprocessing, labels: imported.labels, layout: imported.layout.rawValue,
+                                     summary: "\(c.streaming ? "streaming-native " : "")Video Swin: embed \(c.embedDim), depths \(c.depths), heads \(c.numHeads), window \(c.windowSize), patch \(c.patchSize), \(c.numClasses) classes, \(parameters) parameters")
+        })
+
     public static func importCheckpoint(path: String, progress: ((Int, Int) -> Void)? = nil) throws -> Imported {
         let (tensors, extras) = try readTensors(path: path, progress: progress)
         return try convert(tensors, extras: extras, path: path)
@@ -155,7 +170,7 @@ public enum SwinImport {
         if let labels = extras?.labels, labels.count != config.numClasses {
             throw fail("checkpoint entry 'tubelet' has \(labels.count) labels for \(config.numClasses) classes")
         }
-        try ModelFile.validate(config, path: path)
+        if let problem = VideoSwin.problem(in: config) { throw fail("invalid video_swin config: \(problem)") }
 
         // Every block's stored index must be the one the model computes.
         let expectedIndex = relativePositionIndex(window: window)

@@ -12,7 +12,7 @@ import TubeletModels
 /// from `head.weight`. The head width is not in the tensors: 64 (every published UniFormer) unless
 /// `Options.headDim` says otherwise. Weights keep the official names (`UniFormerConfig.parameterShapes`).
 public enum UniFormerImport {
-    public static let architecture = "uniformer"
+    public static let architecture = UniFormer.architecture
 
     /// What the checkpoint does not say. JSON keys of `tubelet import --config`: headDim.
     public struct Options: Codable, Sendable {
@@ -34,6 +34,16 @@ public enum UniFormerImport {
     }
 
     /// Whether the tensor names are a UniFormer's (`patch_embed1.proj.weight` and `blocks1.…`).
+    /// Official UniFormer checkpoints, by their key pattern (`patch_embed1..4`).
+    public static let importer = ModelImporter(
+        name: "official UniFormer checkpoint", priority: 20,
+        recognises: { looksLikeUniFormer($0.tensorNames) },
+        read: { source in
+            guard case .checkpoint(let tensors, _) = source.contents else { preconditionFailure() }
+            let options = try source.options.configJSON.map(Options.init(json:)) ?? Options()
+            return try convert(tensors, path: source.path, options: options)
+        })
+
     public static func looksLikeUniFormer(_ names: [String]) -> Bool {
         let stripped = Set(names.map(stripPrefix))
         return stripped.contains("patch_embed1.proj.weight") && stripped.contains("patch_embed4.proj.weight")
@@ -100,14 +110,10 @@ public enum UniFormerImport {
         // The Kinetics test recipe of the 16x4 models (exp/*/test.sh: TEST_CROP_SIZE 224, one spatial crop,
         // which slowfast takes from the short side resized to TRAIN_JITTER_SCALES[0] = 256): 16 frames every
         // 4th, 0-1 pixels, mean 0.45, std 0.225 (slowfast's defaults). Any size runs: no position embeddings.
-        let preprocessing = Preprocessing(frames: 16, frameStride: 4, resizeShortSide: 256, cropSize: 224, pixelScale: 1.0 / 255,
-                                          mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])
+        let preprocessing = UniFormer.referencePreprocessing(for: config)
         let layout = tensors.contains { $0.name.hasPrefix("module.") } ? "official-ddp" : "official"
-        var imported = HFImport.Imported(architecture: architecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
-                                         preprocessing: preprocessing, labels: [], layout: layout, summary: summary(config, weights),
-                                         timesformer: nil, vivit: nil)
-        imported.uniformer = config
-        return imported
+        return try ImportedModel(UniFormer.self, config: config, numClasses: config.numClasses, weights: weights, preprocessing: preprocessing,
+                                 labels: [], layout: layout, summary: summary(config, weights))
     }
 
     static func summary(_ c: UniFormerConfig, _ weights: [(name: String, tensor: Tensor)]) -> String {

@@ -483,3 +483,43 @@ public struct ScenicViViT: Sendable {
         return total
     }
 }
+
+extension ScenicViViT: VideoModel {
+    /// ViViT Models 2-4 (scenic), weights under the flax paths with kernels as [out, in].
+    public static let architecture = "vivit_scenic"
+
+    public static func problem(in config: ScenicViViTConfig) -> String? { config.problem }
+
+    /// scenic's video pipeline (DMVR): zero-centred pixels (x/127.5 - 1), short side 8/7 of the crop
+    /// (256 for 224), centre crop, every 2nd frame.
+    public static func referencePreprocessing(for config: ScenicViViTConfig) -> Preprocessing {
+        Preprocessing(frames: config.numFrames, frameStride: 2, resizeShortSide: (config.imageSize * 8 + 6) / 7, cropSize: config.imageSize,
+                      pixelScale: 1 / 127.5, mean: [1, 1, 1], std: [1, 1, 1])
+    }
+
+    public var numClasses: Int { config.numClasses }
+    public func logits(_ clip: Tensor) -> Tensor { self(clip) }
+    public func flops(frames: Int, height: Int, width: Int) -> Double { flops() }
+
+    /// Units are tubelets. For Model 2 (factorised encoder) a unit's "embedding" runs the spatial encoder
+    /// too: it sees only its own tubelet, so `exact` reuses each tubelet's spatial output [1, d] and
+    /// reruns only the temporal encoder per label.
+    public var tubeletEmbedding: TubeletEmbedding? {
+        let model = self
+        let factorisedEncoder = config.variant == .factorisedEncoder
+        let embedding = 2 * Double(patchEmbed.inFeatures * patchEmbed.outFeatures)
+        return TubeletEmbedding(
+            unitFrames: config.tubeletSize[0],
+            embed: { frames, _ in
+                let tokens = model.embedTubelets(frames)
+                return factorisedEncoder ? model.spatialTokens(tokens) : tokens
+            },
+            embedFlops: { tokens in
+                guard factorisedEncoder else { return embedding * Double(tokens.count / tokens.shape.last!) }
+                // tokens: [k, d] spatial outputs of k tubelets, each embedded and through the spatial encoder.
+                return Double(tokens.shape[0]) * (model.embedFlops(frames: model.config.tubeletSize[0]) + model.spatialFlopsPerIndex())
+            },
+            forward: { tokens in factorisedEncoder ? model.temporalLogits(tokens) : model.forward(tubeletEmbeddings: tokens) },
+            networkFlops: { _, _, _ in model.networkFlops() })
+    }
+}

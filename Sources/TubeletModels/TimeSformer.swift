@@ -368,3 +368,38 @@ public struct TimeSformer: Sendable {
         return total + 2 * Double(head.inFeatures * head.outFeatures)
     }
 }
+
+extension TimeSformer: VideoModel {
+    /// Weights under transformers' save_pretrained names (`timesformer.*`, `classifier.*`).
+    public static let architecture = "timesformer"
+
+    public static func problem(in c: TimeSformerConfig) -> String? {
+        if !(c.imageSize > 0 && c.patchSize > 0 && c.imageSize % c.patchSize == 0) { return "image_size must be a multiple of patch_size" }
+        if !(c.hiddenSize > 0 && c.numHeads > 0 && c.hiddenSize % c.numHeads == 0) { return "hidden_size \(c.hiddenSize) not divisible by \(c.numHeads) heads" }
+        if !(c.numFrames > 0 && c.numLayers > 0 && c.intermediateSize > 0 && c.numClasses > 0 && c.inChannels > 0) { return "sizes must be positive" }
+        return nil
+    }
+
+    /// transformers' processor defaults (VideoMAEImageProcessor): ImageNet mean/std on 0-1, short side and
+    /// crop at image_size. HF configs do not record the frame sampling: stride 4.
+    public static func referencePreprocessing(for c: TimeSformerConfig) -> Preprocessing {
+        Preprocessing(frames: c.numFrames, frameStride: 4, resizeShortSide: c.imageSize, cropSize: c.imageSize, pixelScale: 1.0 / 255,
+                      mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
+    }
+
+    public var numClasses: Int { config.numClasses }
+    public func logits(_ clip: Tensor) -> Tensor { self(clip) }
+    public func flops(frames: Int, height: Int, width: Int) -> Double { flops(frames: frames) }
+
+    /// Units are single frames (patches are 2-D; time mixes only in attention).
+    public var tubeletEmbedding: TubeletEmbedding? {
+        let model = self
+        let embedding = 2 * Double(patchEmbed.inFeatures * patchEmbed.outFeatures)
+        return TubeletEmbedding(
+            unitFrames: 1,
+            embed: { frames, _ in model.embedPatches(frames) },
+            embedFlops: { tokens in embedding * Double(tokens.count / tokens.shape.last!) },
+            forward: { tokens in model.forward(patchEmbeddings: tokens) },
+            networkFlops: { frames, _, _ in model.flops(frames: frames) - model.embedFlops(frames: frames) })
+    }
+}

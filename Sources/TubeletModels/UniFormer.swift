@@ -529,3 +529,35 @@ public struct UniFormer: Sendable {
         return total + 2 * Double(head.inFeatures * head.outFeatures)
     }
 }
+
+extension UniFormer: VideoModel {
+    /// UniFormer (official video model), weights under the official names.
+    public static let architecture = "uniformer"
+
+    public static func problem(in config: UniFormerConfig) -> String? { config.problem }
+
+    /// The official Kinetics test recipe (slowfast's defaults): 16 frames every 4th, short side 256, crop
+    /// 224, 0-1 pixels, mean 0.45, std 0.225.
+    public static func referencePreprocessing(for config: UniFormerConfig) -> Preprocessing {
+        Preprocessing(frames: 16, frameStride: 4, resizeShortSide: 256, cropSize: 224, pixelScale: 1.0 / 255,
+                      mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])
+    }
+
+    public var numClasses: Int { config.numClasses }
+    public func logits(_ clip: Tensor) -> Tensor { self(clip) }
+
+    /// Units of two frames. The first patch embedding (kernel 3, stride 2, padding 1 in time) reads one
+    /// frame before its unit: inside a clip the previous frame, at the clip's start zero padding.
+    public var tubeletEmbedding: TubeletEmbedding? {
+        let model = self
+        return TubeletEmbedding(
+            unitFrames: UniFormer.tubeletFrames, contextFrames: UniFormer.contextFrames,
+            embed: { frames, context in model.embedPatches(frames, contextFrames: context) },
+            embedFlops: { tokens in model.embedFlops(tokens: tokens.count / tokens.shape.last!) },
+            forward: { tokens in model.forward(tokens: tokens) },
+            networkFlops: { frames, height, width in
+                let tokens = model.tokenGrid(frames: frames, height: height, width: width).reduce(1, *)
+                return model.flops(frames: frames, height: height, width: width) - model.embedFlops(tokens: tokens)
+            })
+    }
+}

@@ -192,3 +192,40 @@ public struct ViViT: Sendable {
         return total + 2 * Double(head.inFeatures * head.outFeatures)
     }
 }
+
+extension ViViT: VideoModel {
+    /// ViViT Model 1, weights under transformers' save_pretrained names (`vivit.encoder.layer.N.*`).
+    public static let architecture = "vivit"
+
+    public static func problem(in c: ViViTConfig) -> String? {
+        if !(c.tubeletSize.count == 3 && c.tubeletSize.allSatisfy { $0 > 0 }) { return "tubelet_size must be 3 positive sizes" }
+        if !(c.imageSize % c.tubeletSize[1] == 0 && c.imageSize % c.tubeletSize[2] == 0 && c.numFrames % c.tubeletSize[0] == 0) {
+            return "image_size and num_frames must be multiples of the tubelet"
+        }
+        if !(c.hiddenSize > 0 && c.numHeads > 0 && c.hiddenSize % c.numHeads == 0) { return "hidden_size \(c.hiddenSize) not divisible by \(c.numHeads) heads" }
+        if !(c.numLayers > 0 && c.intermediateSize > 0 && c.numClasses > 0 && c.inChannels > 0) { return "sizes must be positive" }
+        return nil
+    }
+
+    /// transformers' VivitImageProcessor: x/127.5 - 1, then mean 0.5 std 0.5; short side 256/224 of the
+    /// image size, crop at image_size; stride 4 (HF configs do not record the sampling).
+    public static func referencePreprocessing(for c: ViViTConfig) -> Preprocessing {
+        Preprocessing(frames: c.numFrames, frameStride: 4, resizeShortSide: (c.imageSize * 256 + 112) / 224, cropSize: c.imageSize,
+                      pixelScale: 1 / 127.5, mean: [1.5, 1.5, 1.5], std: [0.5, 0.5, 0.5])
+    }
+
+    public var numClasses: Int { config.numClasses }
+    public func logits(_ clip: Tensor) -> Tensor { self(clip) }
+    public func flops(frames: Int, height: Int, width: Int) -> Double { flops() }
+
+    public var tubeletEmbedding: TubeletEmbedding? {
+        let model = self
+        let embedding = 2 * Double(patchEmbed.inFeatures * patchEmbed.outFeatures)
+        return TubeletEmbedding(
+            unitFrames: config.tubeletSize[0],
+            embed: { frames, _ in model.embedTubelets(frames) },
+            embedFlops: { tokens in embedding * Double(tokens.count / tokens.shape.last!) },
+            forward: { tokens in model.forward(tubeletEmbeddings: tokens) },
+            networkFlops: { _, _, _ in model.flops() - model.embedFlops(frames: model.config.numFrames) })
+    }
+}

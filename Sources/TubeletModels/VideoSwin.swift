@@ -919,3 +919,58 @@ public func randomWeights(seed: UInt64) -> WeightProvider {
         return t
     }
 }
+
+extension VideoSwin: VideoModel {
+    public static let architecture = "video_swin"
+
+    public static func problem(in config: VideoSwinConfig) -> String? {
+        if !(config.patchSize.count == 3 && config.patchSize.allSatisfy { $0 > 0 }) { return "patchSize must be 3 positive sizes" }
+        if !(config.windowSize.count == 3 && config.windowSize.allSatisfy { $0 > 0 }) { return "windowSize must be 3 positive sizes" }
+        if config.depths.isEmpty || config.depths.count != config.numHeads.count { return "depths and numHeads must have the same, non-zero length" }
+        if !config.depths.allSatisfy({ $0 > 0 }) { return "every depth must be positive" }
+        if !(config.embedDim > 0 && config.numClasses > 0 && config.inChannels > 0 && config.mlpRatio > 0) { return "sizes must be positive" }
+        for (stage, heads) in config.numHeads.enumerated() where !(heads > 0 && config.channels(stage: stage) % heads == 0) {
+            return "stage \(stage) has \(config.channels(stage: stage)) channels, not divisible by \(heads) heads"
+        }
+        return nil
+    }
+
+    /// torchvision's Kinetics recipe for swin3d_* (the official repository's is the same on 0-255).
+    public static func referencePreprocessing(for config: VideoSwinConfig) -> Preprocessing { .torchvisionKinetics }
+
+    public var numClasses: Int { config.numClasses }
+    public func logits(_ clip: Tensor) -> Tensor { self(clip) }
+
+    /// Any size runs (windows and patches are padded); only the channels must match.
+    public func inputProblem(channels: Int, frames: Int, height: Int, width: Int) -> String? {
+        channels == config.inChannels ? nil : "expected \(config.inChannels) channels, got \(channels)"
+    }
+
+    /// Units are patch-size[0] tubelets; clips of several cameras with one token grid share one pass.
+    public var tubeletEmbedding: TubeletEmbedding? {
+        let model = self
+        let embedding = 2 * Double(patchEmbed.inFeatures * patchEmbed.outFeatures)
+        return TubeletEmbedding(
+            unitFrames: config.patchSize[0],
+            embed: { frames, _ in model.embedPatches(frames).0 },
+            embedFlops: { tokens in embedding * Double(tokens.count / tokens.shape.last!) },
+            forward: { tokens in model.forward(tokens: tokens, grid: Array(tokens.shape.prefix(3))) },
+            forwardBatch: { clips in model.forward(batch: clips, grid: Array(clips[0].shape.prefix(3))) },
+            networkFlops: { frames, height, width in
+                let tokens = model.tokenGrid(frames: frames, height: height, width: width).reduce(1, *)
+                return model.flops(frames: frames, height: height, width: width) - embedding * Double(tokens)
+            })
+    }
+
+    /// Cached key/value tiles: exact for streaming-native models (docs/streaming-native-swin.md), the
+    /// stale-token approximation for clip-trained ones.
+    public var keyValueStreaming: KeyValueStreaming? {
+        let model = self
+        return KeyValueStreaming(
+            streamingNative: config.streaming,
+            makeStream: { start, kept in SwinStream(model: model, startTokenTime: start, keptSlices: kept) },
+            makeApproximation: { ApproximateSwinClip(model: model) },
+            streamClipFlops: { frames, height, width in SwinStream.clipFlops(model: model, frames: frames, height: height, width: width) },
+            headFlops: 2 * Double(head.inFeatures * head.outFeatures))
+    }
+}

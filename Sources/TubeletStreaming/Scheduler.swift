@@ -72,9 +72,10 @@ public final class ClipScheduler {
     /// Due clips skipped by `pushDeferred(frame:skipIfDue:)` (not reset by `reset`).
     public private(set) var skippedClips = 0
     private var sequence: UInt64 = 0
-    private let backbone: Backbone
-    /// The Video Swin, for the Swin-only paths (kv streams, streaming-native models).
-    private let swin: VideoSwin?
+    /// The model's embedding units (the `exact` capability; every clip is embedded unit by unit).
+    private let backbone: TubeletEmbedding
+    /// The model's key/value streaming capability (kv reuse, streaming-native models), if it has one.
+    private let streams: KeyValueStreaming?
     private let tubeletFrames: Int
 
     /// Raw RGB of the last `clipFrames` frames (for `none`, which redoes everything) with timestamps.
@@ -105,16 +106,18 @@ public final class ClipScheduler {
 
     public init(model: TubeletModel, settings: WindowSettings, topK: Int = 5) throws {
         func fail(_ message: String) -> SchedulerError { SchedulerError(description: message) }
-        let backbone = Backbone(model.network)
-        let swin: VideoSwin? = if case .videoSwin(let swin) = model.network { swin } else { nil }
-        let streaming = swin?.config.streaming ?? false
-        let tubelet = backbone.tubeletFrames
+        guard let backbone = model.network.tubeletEmbedding else {
+            throw fail("\(model.path): a \(model.architecture) model has no embedding units for the scheduler")
+        }
+        let streams = model.network.keyValueStreaming
+        let streaming = streams?.streamingNative ?? false
+        let tubelet = backbone.unitFrames
         guard settings.clipFrames > 0, settings.hop > 0, settings.frameStride > 0 else {
             throw fail("clip frames, hop and frame stride must be positive")
         }
         if settings.approximate {
-            guard settings.reuse == .kv, let swin, !swin.config.streaming else {
-                throw fail("--approximate is the stale-token kv mode for clip-trained Video Swin models (reuse kv)")
+            guard settings.reuse == .kv, let streams, !streams.streamingNative else {
+                throw fail("--approximate is the stale-token kv mode for clip-trained models with key/value streaming (Video Swin; reuse kv)")
             }
             if let refresh = settings.refresh, refresh < 1 { throw fail("--refresh must be at least 1") }
         } else if settings.refresh != nil {
@@ -125,13 +128,13 @@ public final class ClipScheduler {
                 throw fail("\(settings.reuse.rawValue) reuse needs clip frames (\(settings.clipFrames)) and hop (\(settings.hop)) to be multiples of the model's \(tubelet)-frame tubelet")
             }
         }
-        if swin == nil {
+        if streams == nil {
             let geometry = ClipScheduler.geometry(for: model)
             if let problem = model.inputProblem([3, settings.clipFrames, geometry.height, geometry.width]) {
                 throw fail("\(model.path): \(problem)")
             }
             if settings.reuse == .kv {
-                throw fail("\(model.path) is a \(model.architecture) model: kv reuse is for streaming-native Video Swin models; use --reuse exact")
+                throw fail("\(model.path) is a \(model.architecture) model: kv reuse is for streaming-native models with key/value streaming (Video Swin); use --reuse exact")
             }
         }
         if settings.reuse == .kv && !streaming && !settings.approximate {
@@ -145,7 +148,7 @@ public final class ClipScheduler {
         self.geometry = ClipScheduler.geometry(for: model)
         self.topK = max(1, min(topK, model.numClasses))
         self.backbone = backbone
-        self.swin = swin
+        self.streams = streams
         self.tubeletFrames = tubelet
     }
 
@@ -208,8 +211,8 @@ public final class ClipScheduler {
         let frames = concatenateFrames(pendingFrames)
         switch settings.reuse {
         case .exact, .kv where settings.approximate:
-            let tokens = precedingFrames.isEmpty ? backbone.embed(frames)
-                : backbone.embed(concatenateFrames(precedingFrames + pendingFrames), context: precedingFrames.count)
+            let tokens = precedingFrames.isEmpty ? backbone.embed(frames, 0)
+                : backbone.embed(concatenateFrames(precedingFrames + pendingFrames), precedingFrames.count)
             pendingFlops += backbone.embedFlops(tokens)
             embeddings.append((tubelet, tokens))
             let clipTubelets = settings.clipFrames / tubeletFrames
@@ -220,7 +223,7 @@ public final class ClipScheduler {
             }
         case .kv:
             if stream == nil {
-                stream = SwinStream(model: swin!, startTokenTime: tubelet, keptSlices: settings.clipFrames / tubeletFrames)
+                stream = streams!.makeStream(tubelet, settings.clipFrames / tubeletFrames)
             }
             stream!.push(frames)
             pendingFlops += stream!.lastPushFlops
@@ -248,7 +251,7 @@ public final class ClipScheduler {
             while start < settings.clipFrames {
                 let count = min(tubeletFrames, settings.clipFrames - start)
                 let context = min(backbone.contextFrames, start)
-                let tokens = backbone.embed(sliceFrames(clip, (start - context)..<(start + count)), context: context)
+                let tokens = backbone.embed(sliceFrames(clip, (start - context)..<(start + count)), context)
                 pendingFlops += backbone.embedFlops(tokens)
                 tokenSlices.append(tokens)
                 start += count
@@ -258,7 +261,7 @@ public final class ClipScheduler {
             precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstFrame / tubeletFrames)
             var slices = embeddings.map(\.tokens)
             if backbone.contextFrames > 0 {
-                slices[0] = backbone.embed(unitFrames[0])
+                slices[0] = backbone.embed(unitFrames[0], 0)
                 pendingFlops += backbone.embedFlops(slices[0])
             }
             due.tokens = stackSlices(slices)
@@ -266,12 +269,12 @@ public final class ClipScheduler {
             due.logits = approximateLogits(clipTubelets: clipTubelets, firstTubelet: firstFrame / tubeletFrames)
         case .kv:
             due.logits = stream!.clipLogits(clipTokens: clipTubelets)
-            pendingFlops += 2 * Double(swin!.head.inFeatures * swin!.head.outFeatures)
+            pendingFlops += streams!.headFlops
         }
-        if let swin, swin.config.streaming, let tokens = due.tokens {
+        if let streams, streams.streamingNative, let tokens = due.tokens {
             // A clip from scratch of a streaming-native model: a stream of its own at its absolute time.
             let grid = Array(tokens.shape.prefix(3))
-            let stream = SwinStream(model: swin, startTokenTime: firstFrame / tubeletFrames, keptSlices: grid[0])
+            let stream = streams.makeStream(firstFrame / tubeletFrames, grid[0])
             stream.push(tokens: tokens, grid: grid)
             pendingFlops += stream.lastPushFlops
             due.logits = stream.clipLogits(clipTokens: grid[0])
@@ -285,7 +288,7 @@ public final class ClipScheduler {
     private func approximateLogits(clipTubelets: Int, firstTubelet: Int) -> Tensor {
         precondition(embeddings.count == clipTubelets && embeddings.first!.tubelet == firstTubelet)
         let hopTubelets = settings.hop / tubeletFrames
-        let approximation = self.approximation ?? ApproximateSwinClip(model: swin!)
+        let approximation = self.approximation ?? streams!.makeApproximation()
         self.approximation = approximation
         let refreshDue = !approximation.isPrimed || hopTubelets >= clipTubelets
             || (settings.refresh.map { labelsSinceRefresh >= $0 } ?? false)
@@ -327,8 +330,8 @@ public final class ClipScheduler {
         }
     }
 
-    /// Runs due clips; those of clip-trained Video Swin models that share a model file and a token
-    /// geometry go through one batched forward pass. Results come back in the order given. The
+    /// Runs due clips; those of clip-trained models that batch (`TubeletEmbedding.forwardBatch`) and share a
+    /// model file and a token geometry go through one batched forward pass. Results come back in the order given. The
     /// schedulers must not be pushed to meanwhile.
     public static func evaluate(_ clips: [DueClip]) -> [ClipResult] {
         var passSizes: [Int] = []
@@ -342,17 +345,16 @@ public final class ClipScheduler {
         var passSeconds = [Double](repeating: 0, count: clips.count)
         var groups: [String: [Int]] = [:]
         for (i, clip) in clips.enumerated() where logits[i] == nil {
-            // Only Video Swin batches; other families run one clip per pass (a group of one).
-            let batchable = clip.scheduler.swin != nil
+            // Families without forwardBatch run one clip per pass (a group of one).
+            let batchable = clip.scheduler.backbone.forwardBatch != nil
             groups[batchable ? "\(clip.scheduler.model.path)|\(clip.tokens!.shape)" : "single \(i)", default: []].append(i)
         }
         for members in groups.values.sorted(by: { $0[0] < $1[0] }) {
             let started = DispatchTime.now().uptimeNanoseconds
             let first = clips[members[0]].scheduler
             let outputs: [Tensor]
-            if let swin = first.swin {
-                let grid = Array(clips[members[0]].tokens!.shape.prefix(3))
-                outputs = swin.forward(batch: members.map { clips[$0].tokens! }, grid: grid)
+            if let forwardBatch = first.backbone.forwardBatch {
+                outputs = forwardBatch(members.map { clips[$0].tokens! })
             } else {
                 outputs = [first.backbone.forward(clips[members[0]].tokens!)]
             }
@@ -362,8 +364,8 @@ public final class ClipScheduler {
                 logits[member] = output
                 passSeconds[member] = seconds / Double(members.count)  // the pass's time, shared
                 let scheduler = clips[member].scheduler
-                scheduler.pendingFlops += scheduler.backbone.networkFlops(clipFrames: scheduler.settings.clipFrames,
-                                                                          geometry: scheduler.geometry)
+                scheduler.pendingFlops += scheduler.backbone.networkFlops(scheduler.settings.clipFrames, scheduler.geometry.height,
+                                                                          scheduler.geometry.width)
             }
         }
         return clips.indices.map { i in
@@ -394,122 +396,13 @@ public final class ClipScheduler {
     private func fullClipCost() -> Double {
         if let cached = fullClipGflop { return cached }
         let cost: Double
-        guard let swin else {
-            cost = model.gflop(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
-            fullClipGflop = cost
-            return cost
-        }
-        if swin.config.streaming {
-            cost = SwinStream.clipFlops(model: swin, frames: settings.clipFrames, height: geometry.height, width: geometry.width) / 1e9
+        if let streams, streams.streamingNative {
+            cost = streams.streamClipFlops(settings.clipFrames, geometry.height, geometry.width) / 1e9
         } else {
-            cost = swin.flops(frames: settings.clipFrames, height: geometry.height, width: geometry.width) / 1e9
+            cost = model.gflop(frames: settings.clipFrames, height: geometry.height, width: geometry.width)
         }
         fullClipGflop = cost
         return cost
-    }
-}
-
-/// What the scheduler needs from each family: how many frames one embedding unit spans (a Swin
-/// or ViViT tubelet, one TimeSformer frame), that unit's embedding, and the network on the
-/// units of a clip concatenated in time. Units never mix frames across their boundaries, so
-/// `exact` reuse of them is bit-for-bit what `none` computes (both embed unit by unit).
-/// For ViViT Model 2 (factorised encoder) a unit's "embedding" runs the spatial encoder too: it sees
-/// only its own tubelet, so `exact` reuses each tubelet's spatial output [1, d] and reruns only the
-/// temporal encoder per label.
-/// UniFormer's first patch embedding (kernel 3, stride 2, padding 1 in time) reads one frame before
-/// its unit of two (`contextFrames`): inside a clip that is the previous frame, at the clip's start
-/// zero padding, so `exact` embeds the clip's first unit again.
-enum Backbone {
-    case swin(VideoSwin)
-    case timesformer(TimeSformer)
-    case vivit(ViViT)
-    case scenic(ScenicViViT)
-    case uniformer(UniFormer)
-
-    init(_ network: TubeletModel.Network) {
-        switch network {
-        case .videoSwin(let model): self = .swin(model)
-        case .timesformer(let model): self = .timesformer(model)
-        case .vivit(let model): self = .vivit(model)
-        case .scenicViViT(let model): self = .scenic(model)
-        case .uniformer(let model): self = .uniformer(model)
-        }
-    }
-
-    var tubeletFrames: Int {
-        switch self {
-        case .swin(let model): return model.config.patchSize[0]
-        case .timesformer: return 1
-        case .vivit(let model): return model.config.tubeletSize[0]
-        case .scenic(let model): return model.config.tubeletSize[0]
-        case .uniformer: return UniFormer.tubeletFrames
-        }
-    }
-
-    /// Frames before a unit that its embedding reads.
-    var contextFrames: Int {
-        if case .uniformer = self { return UniFormer.contextFrames }
-        return 0
-    }
-
-    /// frames: [3, context + tubeletFrames, H, W] → one time slice of tokens, [1, …, C]; the first
-    /// `context` frames (at most `contextFrames`) precede the unit.
-    func embed(_ frames: Tensor, context: Int = 0) -> Tensor {
-        precondition(context <= contextFrames)
-        switch self {
-        case .uniformer(let model): return model.embedPatches(frames, contextFrames: context)
-        case .swin(let model): return model.embedPatches(frames).0
-        case .timesformer(let model): return model.embedPatches(frames)
-        case .vivit(let model): return model.embedTubelets(frames)
-        case .scenic(let model):
-            let tokens = model.embedTubelets(frames)
-            return model.config.variant == .factorisedEncoder ? model.spatialTokens(tokens) : tokens
-        }
-    }
-
-    /// The network after the embedding, on one clip-trained clip's stacked units (consumed).
-    func forward(_ tokens: Tensor) -> Tensor {
-        switch self {
-        case .swin(let model): return model.forward(tokens: tokens, grid: Array(tokens.shape.prefix(3)))
-        case .timesformer(let model): return model.forward(patchEmbeddings: tokens)
-        case .vivit(let model): return model.forward(tubeletEmbeddings: tokens)
-        case .scenic(let model):
-            return model.config.variant == .factorisedEncoder ? model.temporalLogits(tokens) : model.forward(tubeletEmbeddings: tokens)
-        case .uniformer(let model): return model.forward(tokens: tokens)
-        }
-    }
-
-    /// Multiply-adds ×2 of the network after the embedding, for one clip-trained clip.
-    func networkFlops(clipFrames: Int, geometry: FrameGeometry) -> Double {
-        switch self {
-        case .swin(let model):
-            let tokens = model.tokenGrid(frames: clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
-            return model.flops(frames: clipFrames, height: geometry.height, width: geometry.width)
-                - 2 * Double(tokens) * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
-        case .timesformer(let model): return model.flops(frames: clipFrames) - model.embedFlops(frames: clipFrames)
-        case .vivit(let model): return model.flops() - model.embedFlops(frames: model.config.numFrames)
-        case .scenic(let model): return model.networkFlops()
-        case .uniformer(let model):
-            let tokens = model.tokenGrid(frames: clipFrames, height: geometry.height, width: geometry.width).reduce(1, *)
-            return model.flops(frames: clipFrames, height: geometry.height, width: geometry.width) - model.embedFlops(tokens: tokens)
-        }
-    }
-
-    func embedFlops(_ tokens: Tensor) -> Double {
-        let rows = Double(tokens.count / tokens.shape.last!)
-        switch self {
-        case .swin(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
-        case .timesformer(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
-        case .vivit(let model): return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
-        case .uniformer(let model): return model.embedFlops(tokens: Int(rows))
-        case .scenic(let model):
-            guard model.config.variant == .factorisedEncoder else {
-                return 2 * rows * Double(model.patchEmbed.inFeatures * model.patchEmbed.outFeatures)
-            }
-            // tokens: [k, d] spatial outputs of k tubelets, each embedded and through the spatial encoder.
-            let k = tokens.shape[0]
-            return Double(k) * (model.embedFlops(frames: model.config.tubeletSize[0]) + model.spatialFlopsPerIndex())
-        }
     }
 }
 

@@ -37,14 +37,17 @@ struct Bench: ParsableCommand {
         if let path = self.model {
             let loaded: TubeletModel
             do { loaded = try ModelFile.load(path: path) } catch { fail("\(error)") }
-            if case .uniformer(let uniformer) = loaded.network, !streaming {
-                return timeUniFormer(uniformer, name: URL(fileURLWithPath: path).lastPathComponent)
+            let native = loaded.network.keyValueStreaming?.streamingNative ?? false
+            guard native == streaming else {
+                fail("\(path) is \(native ? "" : "not ")streaming-native: \(streaming ? "drop" : "add") --streaming")
             }
-            guard case .videoSwin(let swin) = loaded.network else { fail("\(path): bench times Video Swin and UniFormer models") }
-            guard swin.config.streaming == streaming else {
-                fail("\(path) is \(swin.config.streaming ? "" : "not ")streaming-native: \(streaming ? "drop" : "add") --streaming")
+            let clip = randomClip()
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            if streaming {
+                return benchStreaming(loaded.network.keyValueStreaming!, unitFrames: loaded.network.tubeletEmbedding!.unitFrames, name: name, clip: clip)
             }
-            (model, name) = (swin, URL(fileURLWithPath: path).lastPathComponent)
+            if let problem = loaded.inputProblem(clip.shape) { fail("\(path): \(problem)") }
+            return time(name, clip: clip, gflop: loaded.gflop(frames: frames, height: size, width: size)) { loaded.logits($0) }
         } else {
             var config: VideoSwinConfig
             switch topology {
@@ -62,12 +65,17 @@ struct Bench: ParsableCommand {
             if let path = writeModel { return try write(config, to: path) }
             (model, name) = (try VideoSwin(config: config, weights: randomWeights(seed: 0)), topology)
         }
+        let clip = randomClip()
+        if streaming { return benchStreaming(model.keyValueStreaming!, unitFrames: model.config.patchSize[0], name: name, clip: clip) }
+        time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
+    }
+
+    /// Random values in -2...2 (seed 1), [3, frames, size, size].
+    func randomClip() -> Tensor {
         var generator = SplitMix64(seed: 1)
         let clip = Tensor(uninitialized: [3, frames, size, size])
         for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
-
-        if streaming { return benchStreaming(model, name: name, clip: clip) }
-        time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
+        return clip
     }
 
     /// Best of `repeats` forward passes after a warm-up, printed as text or JSON.
@@ -94,9 +102,7 @@ struct Bench: ParsableCommand {
 extension Bench {
     /// A UniFormer (random-weight topology or model file), full clips.
     func timeUniFormer(_ model: UniFormer, name: String) {
-        var generator = SplitMix64(seed: 1)
-        let clip = Tensor(uninitialized: [3, frames, size, size])
-        for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
+        let clip = randomClip()
         if let problem = model.inputProblem(channels: 3, frames: frames, height: size, width: size) { fail(problem) }
         time(name, clip: clip, gflop: model.flops(frames: frames, height: size, width: size) / 1e9) { model($0) }
     }
@@ -123,9 +129,7 @@ extension Bench {
     /// weights, full clips.
     func benchViT() throws {
         if streaming { fail("--streaming is for Video Swin topologies") }
-        var generator = SplitMix64(seed: 1)
-        let clip = Tensor(uninitialized: [3, frames, size, size])
-        for i in 0..<clip.count { clip[i] = Float.random(in: -2...2, using: &generator) }
+        let clip = randomClip()
         if topology == "timesformer_b" {
             var config = TimeSformerConfig.base()
             config.imageSize = size
@@ -152,8 +156,7 @@ extension Bench {
 
 extension Bench {
     /// Per-label cost of kv reuse against a clip from scratch (`none`), on one stream of random frames.
-    func benchStreaming(_ model: VideoSwin, name: String, clip: Tensor) {
-        let tubelet = model.config.patchSize[0]
+    func benchStreaming(_ streams: KeyValueStreaming, unitFrames tubelet: Int, name: String, clip: Tensor) {
         guard frames % tubelet == 0, hop % tubelet == 0, hop > 0 else { fail("--frames and --hop must be multiples of \(tubelet)") }
         let clipSlices = frames / tubelet
         func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -163,14 +166,14 @@ extension Bench {
         var scratchFlops = 0.0
         for run in 0...repeats {
             let start = now()
-            let stream = SwinStream(model: model, keptSlices: clipSlices)
+            let stream = streams.makeStream(0, clipSlices)
             stream.push(clip)
             _ = stream.clipLogits(clipTokens: clipSlices)
             if run > 0 { scratchRuns.append(now() - start) }
             scratchFlops = stream.lastPushFlops
         }
         // kv: fill one clip, then time each hop (push the new frames + the label).
-        let stream = SwinStream(model: model, keptSlices: clipSlices)
+        let stream = streams.makeStream(0, clipSlices)
         stream.push(clip)
         var labelRuns: [Double] = []
         var labelFlops = 0.0

@@ -7,13 +7,8 @@ struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a published checkpoint (.pth or .safetensors) into a Tubelet model file.")
 
-    @Argument(help: """
-        torchvision swin3d_* state dict, official Video-Swin-Transformer checkpoint, original \
-        facebookresearch TimeSformer .pyth/.pth, a Hugging Face TimeSformer/ViViT directory \
-        (config.json + model.safetensors or pytorch_model.bin), a scenic ViViT flax checkpoint \
-        (.msgpack) with --vivit-model, or an official UniFormer video checkpoint (.pth, plain or \
-        {'model_state': ...}).
-        """) var source: String
+    @Argument(help: ArgumentHelp("What to import; the importer that recognises it reads it: \(ModelRegistry.importers.map(\.name).joined(separator: ", ")).",
+                               valueName: "source")) var source: String
     @Option(name: .shortAndLong, help: "Model file to write (.safetensors).") var output: String
     @Option(help: "Class names, one per line (e.g. Config/kinetics400_labels.txt).") var labels: String?
     @Option(help: "Frames per clip for the preprocessing recipe.") var frames: Int?
@@ -23,82 +18,21 @@ struct Import: ParsableCommand {
     @Option(help: "JSON with what the checkpoint does not say. scenic ViViT: {\"numFrames\": 32 (Models 3, 4; default 32), \"imageSize\": N (default: square grid from the position embedding), \"layerNormEps\": 1e-6}. UniFormer: {\"headDim\": 64 (default)}.") var config: String?
 
     func run() throws {
-        if let vivitModel {
-            var options = ScenicImport.Options()
-            if let config {
-                do { options = try JSONDecoder().decode(ScenicImport.Options.self, from: Data(config.utf8)) } catch {
-                    fail("--config: not valid JSON options (numFrames, imageSize, layerNormEps): \(error)")
-                }
-            }
-            runHF { _ in try ScenicImport.importCheckpoint(path: source, model: vivitModel, options: options) }
-            return
-        }
-        if source.hasSuffix(".msgpack") { fail("\(source): a flax checkpoint; say which ViViT it is with --vivit-model 2|3|4") }
-        if HFImport.isHFDirectory(source) {
-            if config != nil { fail("--config goes with --vivit-model or a UniFormer checkpoint") }
-            runHF { try HFImport.importDirectory(path: source, progress: $0) }
-            return
-        }
         let progress = TerminalProgress(title: "reading \(URL(fileURLWithPath: source).lastPathComponent)")
-        let imported: SwinImport.Imported
+        var imported: ImportedModel
         do {
-            let (tensors, extras) = try SwinImport.readTensors(path: source, progress: progress.update)
-            if UniFormerImport.looksLikeUniFormer(tensors.map(\.name)) {
-                progress.finish()
-                let options = try config.map(UniFormerImport.Options.init(json:)) ?? UniFormerImport.Options()
-                runHF { _ in try UniFormerImport.convert(tensors, path: source, options: options) }
-                return
-            }
-            if config != nil { fail("--config goes with --vivit-model or a UniFormer checkpoint") }
-            if HFImport.looksLikeOriginalTimeSformer(tensors.map(\.name)) {
-                progress.finish()
-                runHF { _ in try HFImport.convertOriginalTimeSformer(tensors, path: source, heads: heads) }
-                return
-            }
-            imported = try SwinImport.convert(tensors, extras: extras, path: source)
+            let request = try ImportSource(path: source, options: ImportOptions(configJSON: config, vivitModel: vivitModel, heads: heads),
+                                           progress: progress.update)
+            progress.finish()
+            imported = try ModelRegistry.importModel(request)
         } catch {
             progress.finish()
             fail("\(error)")
         }
-        progress.finish()
-        let labelNames = labels.map { readLabels($0, classes: imported.config.numClasses) } ?? imported.labels
-        var preprocessing = imported.defaultPreprocessing
-        if let frames { preprocessing.frames = frames }
-        if let frameStride { preprocessing.frameStride = frameStride }
-        do {
-            try ModelFile.write(videoSwin: imported.config, weights: imported.weights, preprocessing: preprocessing,
-                                labels: labelNames, source: "\(imported.layout.rawValue):\(URL(fileURLWithPath: source).lastPathComponent)",
-                                to: output)
-        } catch {
-            fail("\(error)")
-        }
-        let c = imported.config
-        let parameters = imported.weights.reduce(0) { $0 + $1.tensor.count }
-        print("imported \(imported.layout.rawValue) \(c.streaming ? "streaming-native " : "")Video Swin: embed \(c.embedDim), depths \(c.depths), heads \(c.numHeads), window \(c.windowSize), patch \(c.patchSize), \(c.numClasses) classes, \(parameters) parameters -> \(output)")
-    }
-}
-
-extension Import {
-    /// TimeSformer / ViViT: import, apply --labels/--frames/--frame-stride, write the model file.
-    func runHF(_ read: (((Int, Int) -> Void)?) throws -> HFImport.Imported) {
-        let progress = TerminalProgress(title: "reading \(URL(fileURLWithPath: source).lastPathComponent)")
-        let imported: HFImport.Imported
-        do { imported = try read(progress.update) } catch {
-            progress.finish()
-            fail("\(error)")
-        }
-        progress.finish()
-        let labelNames = labels.map { readLabels($0, classes: imported.numClasses) } ?? imported.labels
-        var preprocessing = imported.preprocessing
-        if let frames { preprocessing.frames = frames }
-        if let frameStride { preprocessing.frameStride = frameStride }
-        do {
-            try ModelFile.write(architecture: imported.architecture, configJSON: imported.configJSON, weights: imported.weights,
-                                preprocessing: preprocessing, labels: labelNames,
-                                source: "\(imported.layout):\(URL(fileURLWithPath: source).lastPathComponent)", to: output)
-        } catch {
-            fail("\(error)")
-        }
+        if let labels { imported.labels = readLabels(labels, classes: imported.numClasses) }
+        if let frames { imported.preprocessing.frames = frames }
+        if let frameStride { imported.preprocessing.frameStride = frameStride }
+        do { try imported.write(to: output, source: URL(fileURLWithPath: source).lastPathComponent) } catch { fail("\(error)") }
         print("imported \(imported.layout) \(imported.summary) -> \(output)")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import TubeletDaemon
 import TubeletLoading
+import TubeletModels
 import XCTest
 
 /// The real `tubeletd` runs every model family: each tiny parity fixture (Tests/TubeletModelsTests/Fixtures),

@@ -1,6 +1,7 @@
 import Foundation
 import TubeletDaemon
 import TubeletLoading
+import TubeletModels
 import XCTest
 
 /// Paths in the source tree.

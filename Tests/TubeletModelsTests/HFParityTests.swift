@@ -45,7 +45,7 @@ final class HFParityTests: XCTestCase {
     func testTimeSformerDividedSpaceTime() throws {
         let model = try importDirectory("timesformer/divided")
         XCTAssertEqual(model.architecture, "timesformer")
-        guard case .timesformer(let timesformer) = model.network else { return XCTFail("not a TimeSformer") }
+        guard let timesformer = model.network as? TimeSformer else { return XCTFail("not a TimeSformer") }
         XCTAssertEqual(timesformer.config.attentionType, .dividedSpaceTime)
         XCTAssertEqual(timesformer.config.numFrames, 8)
         let clip = try tensor("timesformer/divided/clip.safetensors", "clip")
@@ -64,7 +64,7 @@ final class HFParityTests: XCTestCase {
 
     func testTimeSformerJointSpaceTimeFromPytorchModelBin() throws {
         let model = try importDirectory("timesformer/joint")
-        guard case .timesformer(let timesformer) = model.network else { return XCTFail("not a TimeSformer") }
+        guard let timesformer = model.network as? TimeSformer else { return XCTFail("not a TimeSformer") }
         XCTAssertEqual(timesformer.config.attentionType, .jointSpaceTime)
         let clip = try tensor("timesformer/joint/clip.safetensors", "clip")
         assertParity(model.logits(clip), try tensor("timesformer/joint/expected.safetensors", "logits"), "joint")
@@ -73,7 +73,7 @@ final class HFParityTests: XCTestCase {
     /// transformers' space-only TimeSformer returns one row of logits per frame.
     func testTimeSformerSpaceOnlyPerFrameLogits() throws {
         let model = try importDirectory("timesformer/space_only")
-        guard case .timesformer(let timesformer) = model.network else { return XCTFail("not a TimeSformer") }
+        guard let timesformer = model.network as? TimeSformer else { return XCTFail("not a TimeSformer") }
         XCTAssertEqual(timesformer.config.attentionType, .spaceOnly)
         let clip = try tensor("timesformer/space_only/clip.safetensors", "clip")
         assertParity(timesformer.frameLogits(clip), try tensor("timesformer/space_only/expected.safetensors", "frame_logits"), "space_only")
@@ -85,9 +85,9 @@ final class HFParityTests: XCTestCase {
         let imported = try HFImport.importOriginalTimeSformer(path: path, heads: 2)
         XCTAssertEqual(imported.layout, "original")
         let hf = try HFImport.importDirectory(path: Self.fixtures.appendingPathComponent("timesformer/divided").path)
-        var expectedConfig = try XCTUnwrap(hf.timesformer)
+        var expectedConfig = try XCTUnwrap(hf.config(of: TimeSformer.self))
         expectedConfig.layerFramesFromConfig = false
-        XCTAssertEqual(imported.timesformer, expectedConfig)
+        XCTAssertEqual(imported.config(of: TimeSformer.self), expectedConfig)
         let model = try writeAndLoad(imported)
         let clip = try tensor("timesformer/divided/clip.safetensors", "clip")
         assertParity(model.logits(clip), try tensor("timesformer/divided/expected.safetensors", "logits"), "original layout")
@@ -119,7 +119,7 @@ final class HFParityTests: XCTestCase {
         for (layout, name) in [("v4", "hf"), ("v5", "hf-v5")] {
             let imported = try HFImport.importDirectory(path: Self.fixtures.appendingPathComponent("vivit/\(layout)").path)
             XCTAssertEqual(imported.layout, name)
-            XCTAssertEqual(imported.vivit?.gelu, .tanh)
+            XCTAssertEqual(imported.config(of: ViViT.self)?.gelu, .tanh)
             let model = try writeAndLoad(imported)
             XCTAssertEqual(model.architecture, "vivit")
             assertParity(model.logits(clip), expected, "vivit \(layout)")

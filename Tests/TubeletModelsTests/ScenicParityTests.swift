@@ -41,7 +41,7 @@ final class ScenicParityTests: XCTestCase {
     func run(_ name: String, model number: Int) throws -> (ScenicViViT, Tensor, Tensor) {
         let (model, _) = try load(name, model: number)
         XCTAssertEqual(model.architecture, "vivit_scenic")
-        guard case .scenicViViT(let vivit) = model.network else { throw XCTSkip("not a scenic ViViT") }
+        guard let vivit = model.network as? ScenicViViT else { throw XCTSkip("not a scenic ViViT") }
         let clip = try tensor("\(name)/clip.safetensors", "clip")
         XCTAssertNil(model.inputProblem(clip.shape))
         return (vivit, model.logits(clip), try tensor("\(name)/expected.safetensors", "logits"))
@@ -62,7 +62,7 @@ final class ScenicParityTests: XCTestCase {
     /// The spatial encoder computed one tubelet at a time equals the whole clip's, bit for bit.
     func testModel2SpatialTokensPerTubeletAreExact() throws {
         let (model, _) = try load("model2", model: 2)
-        guard case .scenicViViT(let vivit) = model.network else { return XCTFail("not a scenic ViViT") }
+        guard let vivit = model.network as? ScenicViViT else { return XCTFail("not a scenic ViViT") }
         let clip = try tensor("model2/clip.safetensors", "clip")
         let e = vivit.embedTubelets(clip)
         let whole = vivit.spatialTokens(e)
@@ -78,7 +78,7 @@ final class ScenicParityTests: XCTestCase {
     /// Model 2 with scenic's 'gap' classifier: no cls tokens, each encoder's tokens averaged after encoder_norm.
     func testModel2GapClassifier() throws {
         let (model, _) = try load("model2_gap", model: 2)
-        guard case .scenicViViT(let vivit) = model.network else { return XCTFail("not a scenic ViViT") }
+        guard let vivit = model.network as? ScenicViViT else { return XCTFail("not a scenic ViViT") }
         XCTAssertEqual(vivit.config.classifier, "gap")
         XCTAssertNil(vivit.spatialCls)
         XCTAssertEqual(vivit.config.temporal, .init(layers: 1, heads: 2, mlpDim: 32))

@@ -41,7 +41,7 @@ final class UniFormerParityTests: XCTestCase {
         }
         print("UniFormer parity \(name): max|Δ| \(worst), max|logit| \(largest)")
         XCTAssertLessThanOrEqual(worst, 1e-4 * max(1, largest), "\(name): max|Δ| \(worst), max|expected| \(largest)", file: file, line: line)
-        return try XCTUnwrap(imported.uniformer)
+        return try XCTUnwrap(imported.config(of: UniFormer.self))
     }
 
     /// 8 frames, square, SABlocks with qkv bias, a plain state dict.

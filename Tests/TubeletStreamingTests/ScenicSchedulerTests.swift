@@ -36,7 +36,7 @@ final class ScenicSchedulerTests: XCTestCase {
         let recipe = Preprocessing(frames: config.numFrames, frameStride: 1, resizeShortSide: config.imageSize, cropSize: config.imageSize,
                                    pixelScale: 1.0 / 255, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
         let path = scratch.appendingPathComponent("vivit2-\(UUID().uuidString).safetensors").path
-        try ModelFile.write(architecture: ModelFile.scenicViViTArchitecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
+        try ModelFile.write(architecture: ScenicViViT.architecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
                             preprocessing: recipe, labels: (0..<config.numClasses).map { "action\($0)" }, source: "test", to: path)
         return try ModelFile.load(path: path)
     }

@@ -78,7 +78,7 @@ final class SchedulerTests: XCTestCase {
         let config = VideoSwinConfig(embedDim: 16, depths: [2, 3], numHeads: [2, 4], windowSize: [4, 4, 4], patchNorm: false,
                                      numClasses: 5, streaming: true)
         let model = try writeModel(config, crop: 32, subtractFrameMean: true)
-        guard case .videoSwin(let swin) = model.network else { return XCTFail() }
+        guard let swin = model.network as? VideoSwin else { return XCTFail() }
         let geometry = ClipScheduler.geometry(for: model)
         let video = try frames(try encodeVideo(seconds: 8), geometry: geometry, stride: 1)  // 200 frames
         let kv = try ClipScheduler(model: model, settings: WindowSettings(clipFrames: 16, hop: 4, reuse: .kv))
@@ -243,9 +243,9 @@ final class SchedulerTests: XCTestCase {
         let vivit = ViViTConfig(imageSize: 32, numFrames: 8, tubeletSize: [2, 16, 16], hiddenSize: 32, numLayers: 2, numHeads: 2,
                                 intermediateSize: 64, numClasses: 3)
         let models = [
-            try writeViTModel(architecture: ModelFile.timesformerArchitecture, configJSON: try ModelFile.encodeConfig(timesformer),
+            try writeViTModel(architecture: TimeSformer.architecture, configJSON: try ModelFile.encodeConfig(timesformer),
                               shapes: timesformer.parameterShapes(), frames: 8),
-            try writeViTModel(architecture: ModelFile.vivitArchitecture, configJSON: try ModelFile.encodeConfig(vivit),
+            try writeViTModel(architecture: ViViT.architecture, configJSON: try ModelFile.encodeConfig(vivit),
                               shapes: vivit.parameterShapes(), frames: 8),
         ]
         for model in models {

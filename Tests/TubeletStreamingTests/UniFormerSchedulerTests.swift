@@ -21,7 +21,7 @@ final class UniFormerSchedulerTests: XCTestCase {
         let recipe = Preprocessing(frames: 8, frameStride: 2, resizeShortSide: crop, cropSize: crop, pixelScale: 1.0 / 255,
                                    mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])
         let path = TestMedia.directory.appendingPathComponent("uniformer-\(UUID().uuidString).safetensors").path
-        try ModelFile.write(architecture: ModelFile.uniformerArchitecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
+        try ModelFile.write(architecture: UniFormer.architecture, configJSON: try ModelFile.encodeConfig(config), weights: weights,
                             preprocessing: recipe, labels: (0..<config.numClasses).map { "action\($0)" }, source: "test", to: path)
         return try ModelFile.load(path: path)
     }
@@ -30,7 +30,7 @@ final class UniFormerSchedulerTests: XCTestCase {
         let config = UniFormerConfig(embedDims: [16, 16, 24, 32], depths: [1, 1, 1, 1], headDim: 8, split: true, numClasses: 5)
         let model = try writeModel(config, crop: 48)
         let geometry = ClipScheduler.geometry(for: model)
-        guard case .uniformer(let uniformer) = model.network else { return XCTFail("not a UniFormer") }
+        guard let uniformer = model.network as? UniFormer else { return XCTFail("not a UniFormer") }
         let unitGflop = uniformer.embedFlops(tokens: (48 / 4) * (48 / 4)) / 1e9
         let reader = try VideoFileReader(path: try encodeVideo(seconds: 4), geometry: geometry, frameStride: 2)
         var video: [Frame] = []
