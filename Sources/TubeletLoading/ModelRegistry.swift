@@ -12,6 +12,7 @@ public enum ModelRegistry {
         ModelFamily(ViViT.self, importers: [HFImport.vivitDirectory]),
         ModelFamily(ScenicViViT.self, importers: [ScenicImport.importer]),
         ModelFamily(UniFormer.self, importers: [UniFormerImport.importer]),
+        ModelFamily(VideoMAE.self, importers: [VideoMAEImport.importer]),
     ]
 
     public static func family(architecture: String) -> ModelFamily? {

@@ -5,7 +5,7 @@ import TubeletModels
 import XCTest
 
 /// The real `tubeletd` runs every model family: each tiny parity fixture (Tests/TubeletModelsTests/Fixtures),
-/// imported through the same code as `tubelet import` (Video Swin, TimeSformer, ViViT 1-4, UniFormer),, on a camera of its own reading an ffmpeg-encoded file;
+/// imported through the same code as `tubelet import` (Video Swin, TimeSformer, ViViT 1-4, UniFormer, VideoMAE), on a camera of its own reading an ffmpeg-encoded file;
 /// label events arrive over a ZeroMQ SUB socket and match Config/schemas.
 final class DaemonFamiliesTests: XCTestCase {
     override func tearDown() { ChildProcess.killAll() }
@@ -41,6 +41,9 @@ final class DaemonFamiliesTests: XCTestCase {
             ("uniformer", try write("uniformer", try UniFormerImport.importCheckpoint(path: path("uniformer/plain_8f/checkpoint.pth"), options: .init(headDim: 8)),
                                     preprocessing: Preprocessing(frames: 8, frameStride: 2, resizeShortSide: 32, cropSize: 32, pixelScale: 1.0 / 255,
                                                                  mean: [0.45, 0.45, 0.45], std: [0.225, 0.225, 0.225])), "exact"),
+            ("videomae", try write("videomae", try VideoMAEImport.importDirectory(path: path("videomae/mean_hub")),
+                                   preprocessing: Preprocessing(frames: 4, frameStride: 2, resizeShortSide: 32, cropSize: 32, pixelScale: 1.0 / 255,
+                                                                mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])), "exact"),
         ]
     }
 
