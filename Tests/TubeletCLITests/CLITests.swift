@@ -68,12 +68,16 @@ final class CLITests: XCTestCase {
     /// Both GEMM backends: our packed kernel (default) and cblas for every product (`TUBELET_GEMM=blas`).
     func testImportThenInferClipMatchesReferenceLogits() throws {
         let model = try importFixture()
+        var logits: [String: [Double]] = [:]
         for backend in ["packed", "blas"] {
-            try inferMatchesReference(model: model, environment: ["TUBELET_GEMM": backend])
+            logits[backend] = try inferMatchesReference(model: model, environment: ["TUBELET_GEMM": backend])
         }
+        // Both within tolerance of the reference, and really two backends (they round differently).
+        XCTAssertNotEqual(logits["packed"], logits["blas"], "TUBELET_GEMM=blas took effect")
     }
 
-    func inferMatchesReference(model: String, environment: [String: String]) throws {
+    @discardableResult
+    func inferMatchesReference(model: String, environment: [String: String]) throws -> [Double] {
         let result = try tubelet(["infer", "--model", model, "--clip",
                                   Self.fixtures.appendingPathComponent("window_433/clip.safetensors").path, "--json", "--top", "3"],
                                  environment: environment)
@@ -92,6 +96,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(top[0]["label"] as? String, "class_\(best)")
         let scores = top.compactMap { $0["score"] as? Double }
         XCTAssertEqual(scores, scores.sorted(by: >))
+        return logits
     }
 
     func testInferOnARealVideoFilePrintsJSON() throws {

@@ -75,6 +75,9 @@ final class DaemonEndToEndTests: XCTestCase {
             XCTAssertLessThan(latency, 2000, "latency from the clip's last frame to publish")
             XCTAssertGreaterThanOrEqual((event.json["timestamp"] as! Double) - clipEnd, latency / 1000 - 1.5,
                                         "published after the clip's last frame (the capture clock resyncs past 1 s of drift)")
+            // Milliseconds: latency runs from the clip's last frame (or its arrival, if earlier) to publish,
+            // so it is at least the gap between the clip's end and the message's timestamp.
+            XCTAssertGreaterThanOrEqual(latency / 1000 + 1e-3, (event.json["timestamp"] as! Double) - clipEnd, "latency_ms in milliseconds")
             XCTAssertEqual((event.json["top"] as? [Any])?.count, 5)
             XCTAssertEqual(event.json["model"] as? String, "tiny")
         }
@@ -93,6 +96,7 @@ final class DaemonEndToEndTests: XCTestCase {
         let metrics = try httpGet(port: metricsPort, "/metrics")
         XCTAssertTrue(metrics.body.contains("tubelet_camera_up{camera=\"door\"} 1"), metrics.body)
         XCTAssertTrue(metrics.body.contains("tubelet_clip_latency_seconds_bucket{camera=\"door\",le=\"+Inf\"}"))
+        XCTAssertFalse(metrics.body.contains("tubelet_clip_latency_seconds_count{camera=\"door\"} 0\n"), "every published clip observed: \(metrics.body)")
 
         // Kill the server: offline within read_timeout + 1 s, open actions end with reason offline.
         let before = subscriber.events.count
@@ -104,6 +108,11 @@ final class DaemonEndToEndTests: XCTestCase {
         let ended = subscriber.events.dropFirst(before).filter { $0.isAction && $0.type == "end" }
         XCTAssertEqual(ended.count, 6, "every open action ends when the camera goes offline")
         XCTAssertTrue(ended.allSatisfy { $0.json["reason"] as? String == "offline" })
+        for end in ended {
+            let duration = try XCTUnwrap(end.json["duration"] as? Double)
+            XCTAssertEqual(duration, (end.json["ended_at"] as! Double) - (end.json["started_at"] as! Double), accuracy: 1e-6)
+            XCTAssertGreaterThan(duration, 0.5, "the actions lasted from the first clips to the outage")
+        }
         XCTAssertEqual(Set(ended.compactMap { $0.json["event_id"] as? String }), Set(starts.compactMap { $0.json["event_id"] as? String }))
         XCTAssertEqual(try httpGet(port: metricsPort, "/healthz").status, 503)
         XCTAssertTrue(daemon.isRunning)
@@ -141,6 +150,10 @@ final class DaemonEndToEndTests: XCTestCase {
         let daemon = try startDaemon(config: path, notify: notify)
         XCTAssertTrue(notify.waitFor("READY=1", timeout: 10), daemon.log)
         XCTAssertTrue(notify.waitFor("WATCHDOG=1", timeout: 3), "keep-alives for WatchdogSec")
+        let keepAlives = { notify.messages.filter { $0.contains("WATCHDOG=1") }.count }
+        let first = keepAlives()
+        Thread.sleep(forTimeInterval: 2)
+        XCTAssertGreaterThanOrEqual(keepAlives() - first, 3, "a keep-alive every WATCHDOG_USEC/2 (0.5 s)")
         XCTAssertNotNil(subscriber.waitFor(timeout: 10) { $0.type == "started" })
         XCTAssertTrue(waitUntil(timeout: 10) { subscriber.drain(for: 0.1); return subscriber.actions(camera: "front").filter { $0.type == "start" }.count == 6 })
 
@@ -330,6 +343,14 @@ final class DaemonEndToEndTests: XCTestCase {
         let daemon = try startDaemon(config: path)
         XCTAssertEqual(daemon.waitForExit(timeout: 10), 1)
         XCTAssertTrue(daemon.log.contains("Address already in use"), daemon.log)
+
+        // The same under journald logging: each line carries its syslog priority (critical: <2>).
+        let journald = try write(String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "format: plain", with: "format: journald"), "journald.yaml")
+        XCTAssertNotEqual(journald, path)
+        let logged = try startDaemon(config: journald)
+        XCTAssertEqual(logged.waitForExit(timeout: 10), 1)
+        XCTAssertTrue(logged.log.contains("\n<2>") || logged.log.hasPrefix("<2>"), logged.log)
+        XCTAssertTrue(logged.log.contains("<7>tubeletd:"), "debug lines too: \(logged.log)")
     }
 
     /// Several daemons, one address: two tubeletd feed `tubelet proxy` (zmq_proxy XSUB/XPUB) on loopback;

@@ -99,6 +99,10 @@ final class DaemonFamiliesTests: XCTestCase {
         // Each model's inference worker reports its passes.
         for family in families {
             XCTAssertTrue(metrics.contains("tubelet_batch_size_count{model=\"\(family.camera)\"}"), family.camera)
+            // Streaming-native clips arrive with their logits and need no pass; every other family's ran some.
+            if family.reuse != "kv" {
+                XCTAssertFalse(metrics.contains("tubelet_batch_size_count{model=\"\(family.camera)\"} 0\n"), family.camera)
+            }
         }
         // The streaming-native model computes only new tokens: it saves work, as exact reuse does for the others.
         XCTAssertTrue(metrics.contains("tubelet_reuse_gflop_saved_total{camera=\"streaming_swin\"}"))

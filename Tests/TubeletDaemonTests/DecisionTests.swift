@@ -29,6 +29,11 @@ final class DecisionTests: XCTestCase {
         XCTAssertEqual(end[0].startedAt, 2)
         XCTAssertEqual(end[0].endedAt, 4)
         XCTAssertEqual(t.openActions, 0)
+
+        // Exactly at the thresholds, with values exact in Float and Double: min_score starts, end_score does not end.
+        let b = tracker { $0.minScore = 0.625; $0.endScore = 0.375 }
+        XCTAssertEqual(kinds(b.observe(probabilities: [0.625, 0.25, 0.125], clipEnd: 1)), ["start a"], "at min_score is at or above it")
+        XCTAssertEqual(kinds(b.observe(probabilities: [0.375, 0.5, 0.125], clipEnd: 2)), ["update a"], "at end_score is not below it")
     }
 
     func testMinimumDurationDelaysTheStart() {
@@ -54,6 +59,11 @@ final class DecisionTests: XCTestCase {
         let t = tracker { $0.smoothing = .ema(alpha: 0.5) }
         XCTAssertEqual(kinds(t.observe(probabilities: [0.25, 0.75, 0], clipEnd: 1)), ["start b"], "the first clip initialises the average")
         XCTAssertEqual(kinds(t.observe(probabilities: [1, 0, 0], clipEnd: 2)), ["start a", "end b"], "a: 0.625, b: 0.375")
+        // alpha weighs the new clip: s = alpha·p + (1 - alpha)·s (with alpha 0.5 either order gives the same).
+        let u = tracker { $0.smoothing = .ema(alpha: 0.75) }
+        XCTAssertEqual(kinds(u.observe(probabilities: [0.25, 0.75, 0], clipEnd: 1)), ["start b"])
+        XCTAssertEqual(kinds(u.observe(probabilities: [1, 0, 0], clipEnd: 2)), ["start a", "end b"], "a: 0.8125, b: 0.1875")
+        XCTAssertEqual(u.smoothed[0], 0.8125, accuracy: 1e-9)
     }
 
     func testIgnoredLabelsAndPerLabelThresholds() {
@@ -64,6 +74,11 @@ final class DecisionTests: XCTestCase {
         XCTAssertEqual(kinds(t.observe(probabilities: [0.7, 0.05, 0.25], clipEnd: 1)), ["start c"])
         XCTAssertEqual(kinds(t.observe(probabilities: [0.8, 0.05, 0.15], clipEnd: 2)), ["update c"])
         XCTAssertEqual(kinds(t.observe(probabilities: [0.9, 0.05, 0.05], clipEnd: 3)), ["end c"])
+
+        // A label's own min_duration.
+        let d = tracker { $0.labels["a"] = LabelThresholds(minDuration: 1) }
+        XCTAssertEqual(kinds(d.observe(probabilities: [0.7, 0.2, 0.1], clipEnd: 1)), [])
+        XCTAssertEqual(kinds(d.observe(probabilities: [0.7, 0.2, 0.1], clipEnd: 2)), ["start a"])
     }
 
     func testUpdateIntervalAndReconfiguration() {

@@ -129,7 +129,9 @@ final class SchedulerTests: XCTestCase {
             let due = (0..<2).compactMap { batched[$0].pushDeferred(frame: cameras[$0][index]) }
             XCTAssertEqual(separate.count, due.count)
             guard !due.isEmpty else { continue }
-            let results = ClipScheduler.evaluate(due)
+            var sizes: [Int] = []
+            let results = ClipScheduler.evaluate(due, passSizes: &sizes)
+            XCTAssertEqual(sizes, [due.count], "both cameras' clips in one forward pass")
             passes += 1
             for (one, together) in zip(separate, results) {
                 let largest = one.logits.map(abs).max()!
