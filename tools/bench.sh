@@ -9,7 +9,10 @@
 # (> 1 means Tubelet is faster). Our GFLOP count is checked against bench_peers' analytic one.
 #
 # Topologies: swin3d_t (torchvision), timesformer_b (transformers, divided space-time; paper clip 8x224),
-# vivit_b_fe (ViViT-B factorised encoder, scenic's Kinetics config; paper clip 32x224).
+# vivit_b_fe (ViViT-B factorised encoder, scenic's Kinetics config; paper clip 32x224), videomae_b
+# (transformers VideoMAE ViT-B; paper clip 16x224: the peers' random model is saved as a Hugging Face
+# directory, imported with `tubelet import` and timed with `tubelet bench --model`, so every engine runs
+# the same weights).
 #
 # Usage: tools/bench.sh [--topology swin3d_t] [--frames 16] [--size 224] [--threads 2] [--repeat 3]
 #                       [--rounds 1] [--engines torch,onnxruntime,openvino] [--peers-only] [--json]
@@ -57,11 +60,20 @@ elif [ "$peers_only" = 0 ]; then
   fi
 fi
 
+# Families Tubelet reads from a Hugging Face directory: the peers' model, imported.
+ours_model=(--topology "$topology")
+if [ "$peers_only" = 0 ] && [ "$topology" = videomae_b ]; then
+  echo "bench.sh: importing the peers' $topology into a Tubelet model file" >&2
+  "$py" "$here/bench_peers.py" --topology "$topology" --frames "$frames" --size "$size" --write-hf "$work/hf"
+  "$ours_bin" import "$work/hf" -o "$work/model.safetensors" >&2
+  ours_model=(--model "$work/model.safetensors")
+fi
+
 for ((r = 1; r <= rounds; r++)); do
   if [ "$peers_only" = 0 ]; then
     echo "bench.sh: round $r/$rounds: tubelet" >&2
     # shellcheck disable=SC2086
-    "$ours_bin" bench --topology "$topology" --frames "$frames" --repeat "$repeat" --size "$size" --json ${TUBELET_BENCH_ARGS:-} \
+    "$ours_bin" bench "${ours_model[@]}" --frames "$frames" --repeat "$repeat" --size "$size" --json ${TUBELET_BENCH_ARGS:-} \
       > "$work/ours.$r.out" || echo "bench.sh: tubelet bench exited with $?" >&2
     # keep the last stdout line that is a JSON object with seconds_best
     "$py" - "$work/ours.$r.out" > "$work/ours.$r.json" <<'PYEOF' || rm -f "$work/ours.$r.json"

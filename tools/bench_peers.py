@@ -12,6 +12,10 @@ Topologies (``--topology``), random init with a fixed seed, eval, fp32:
                  classifier, LayerNorm eps 1e-6, tanh GELU, 400 classes (paper: 32x224). scenic is
                  flax; this is a PyTorch port of its forward pass (``VivitFactorisedEncoder`` below),
                  the same layers ``tubelet bench --topology vivit_b_fe`` runs.
+  videomae_b     transformers ``VideoMAEForVideoClassification`` (ViT-B: 12 layers, 768, 12 heads, tubelet
+                 2x16x16, q/v biases, mean pooling + fc_norm, 400 classes; paper clip 16x224), built for
+                 --frames/--size. ``--write-hf DIR`` saves the same random model as a Hugging Face directory,
+                 which ``tools/bench.sh`` imports with ``tubelet import`` and times with ``tubelet bench --model``.
 Input [1,3,T,S,S] random normal with a fixed seed. Engines:
   torch        PyTorch eager, torch.set_num_threads(threads), inference_mode
   onnxruntime  the model exported once to ONNX (cached under ~/.cache/tubelet-bench),
@@ -47,7 +51,7 @@ import time
 from pathlib import Path
 
 ENGINES = ("torch", "onnxruntime", "openvino")
-TOPOLOGIES = ("swin3d_t", "timesformer_b", "vivit_b_fe")
+TOPOLOGIES = ("swin3d_t", "timesformer_b", "vivit_b_fe", "videomae_b")
 SWIN_T = dict(patch=(2, 4, 4), embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
               window=(8, 7, 7), mlp_ratio=4, num_classes=400)
 
@@ -114,7 +118,17 @@ def vivit_fe_gflop(frames: int, size: int, d: int = 768, spatial_layers: int = 1
     return 2 * (macs + d * classes) / 1e9
 
 
-GFLOP = {"swin3d_t": swin3d_gflop, "timesformer_b": timesformer_gflop, "vivit_b_fe": vivit_fe_gflop}
+def videomae_gflop(frames: int, size: int, d: int = 768, layers: int = 12, mlp: int = 3072,
+                   tubelet=(2, 16, 16), classes: int = 400) -> float:
+    """VideoMAE: tubelet embedding, ViT layers on the N·T' tokens (no cls token), head."""
+    m = (frames // tubelet[0]) * (size // tubelet[1]) * (size // tubelet[2])
+    macs = m * 3 * tubelet[0] * tubelet[1] * tubelet[2] * d
+    macs += layers * (_attention_macs(1, m, d) + 2 * m * d * mlp)
+    return 2 * (macs + d * classes) / 1e9
+
+
+GFLOP = {"swin3d_t": swin3d_gflop, "timesformer_b": timesformer_gflop, "vivit_b_fe": vivit_fe_gflop,
+         "videomae_b": videomae_gflop}
 
 
 # ----------------------------------------------------------------------------------------
@@ -135,6 +149,10 @@ def build_model(topology: str, frames: int, size: int, seed: int):
         return ChannelsFirstVideo(TimesformerForVideoClassification(config)).eval()
     if topology == "vivit_b_fe":
         return vivit_factorised_encoder()(frames, size).eval()
+    if topology == "videomae_b":
+        from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+        config = VideoMAEConfig(image_size=size, num_frames=frames, num_labels=400)
+        return ChannelsFirstVideo(VideoMAEForVideoClassification(config)).eval()
     raise ValueError(topology)
 
 
@@ -304,7 +322,8 @@ def package_version(pkg: str) -> str | None:
 
 MODEL_NAMES = {"swin3d_t": "torchvision swin3d_t (random init)",
                "timesformer_b": "transformers TimesformerForVideoClassification, divided space-time (random init)",
-               "vivit_b_fe": "ViViT-B factorised encoder, PyTorch port of scenic (random init)"}
+               "vivit_b_fe": "ViViT-B factorised encoder, PyTorch port of scenic (random init)",
+               "videomae_b": "transformers VideoMAEForVideoClassification, ViT-B (random init)"}
 
 
 def bench(topology: str, frames: int, size: int, engines: list[str], threads: int, repeat: int,
@@ -377,7 +396,17 @@ def main(argv=None) -> int:
                     default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tubelet-bench")
     ap.add_argument("--json", action="store_true", help="JSON on stdout, table on stderr")
     ap.add_argument("--gflop-only", action="store_true", help="print the analytic GFLOP and exit")
+    ap.add_argument("--write-hf", type=Path, help="save the topology's random model as a Hugging Face directory and exit "
+                                                  "(transformers topologies only)")
     args = ap.parse_args(argv)
+
+    if args.write_hf:
+        model = build_model(args.topology, args.frames, args.size, args.seed)
+        if not hasattr(model, "model") or not hasattr(model.model, "save_pretrained"):
+            ap.error(f"--write-hf: {args.topology} is not a transformers model")
+        model.model.save_pretrained(str(args.write_hf))
+        print(f"[bench_peers] wrote {args.topology} (seed {args.seed}) to {args.write_hf}", file=sys.stderr)
+        return 0
 
     if args.gflop_only:
         print(f"{GFLOP[args.topology](args.frames, args.size):.3f}")
