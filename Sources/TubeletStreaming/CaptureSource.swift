@@ -1,6 +1,19 @@
 import Foundation
 import Logging
 
+/// One converted output of a capture: a geometry and the ring its frames go to.
+public struct CaptureOutput: Sendable {
+    public let geometry: FrameGeometry
+    public let ring: FrameRing
+    public init(geometry: FrameGeometry, ring: FrameRing) {
+        self.geometry = geometry
+        self.ring = ring
+    }
+    public init(geometry: FrameGeometry, capacity: Int) {
+        self.init(geometry: geometry, ring: FrameRing(capacity: capacity, geometry: geometry))
+    }
+}
+
 /// One open connection to a source, read by the capture thread.
 protocol CaptureSession: AnyObject {
     /// Hands the next picture and its presentation time (seconds) to `body`; false at the end of the stream.
@@ -17,11 +30,17 @@ protocol CaptureSession: AnyObject {
 /// A source runs once: `start()`, then `stop()`; make a new one to capture again.
 public final class CaptureSource: @unchecked Sendable {
     public let options: CaptureOptions
-    public let ring: FrameRing
+    /// The first output's ring (`options.geometry`).
+    public var ring: FrameRing { outputs[0].ring }
+    /// Each picture is decoded once and converted once per output (a camera's regions), into its own ring.
+    public let outputs: [CaptureOutput]
     /// The URL with credentials redacted: safe to log and publish.
     public let name: String
 
     private let onStateChange: @Sendable (SourceStateChange) -> Void
+    private let onOutputProblem: @Sendable (_ output: Int, _ problem: String) -> Void
+    /// Outputs whose last conversion failed (reported once until one succeeds again). Capture thread only.
+    private var failingOutputs = Set<Int>()
     private let deviceIOFactory: @Sendable () -> V4L2DeviceIO
     private let interrupt = IOInterrupt()
     private let logger: Logger
@@ -36,16 +55,24 @@ public final class CaptureSource: @unchecked Sendable {
 
     /// - Parameters:
     ///   - ring: where frames go; by default a ring of `options.ringCapacity` frames of `options.geometry`.
+    ///   - extraOutputs: more geometries converted from the same decoded pictures, each into its own ring.
     ///   - onStateChange: called on the capture thread for each state change; keep it short.
+    ///   - onOutputProblem: called on the capture thread when an output cannot be converted (a region
+    ///     outside the picture), once until it converts again; the other outputs go on.
     ///   - deviceIO: makes the V4L2 device layer (libv4l2 by default; tests pass a fake).
-    public init(options: CaptureOptions, ring: FrameRing? = nil,
+    public init(options: CaptureOptions, ring: FrameRing? = nil, extraOutputs: [CaptureOutput] = [],
                 onStateChange: @escaping @Sendable (SourceStateChange) -> Void = { _ in },
+                onOutputProblem: @escaping @Sendable (_ output: Int, _ problem: String) -> Void = { _, _ in },
                 deviceIO: (@Sendable () -> V4L2DeviceIO)? = nil) {
         let ring = ring ?? FrameRing(capacity: options.ringCapacity, geometry: options.geometry)
-        precondition(ring.width == options.geometry.width && ring.height == options.geometry.height,
-                     "the ring's frame size must match options.geometry")
+        let outputs = [CaptureOutput(geometry: options.geometry, ring: ring)] + extraOutputs
+        for output in outputs {
+            precondition(output.ring.width == output.geometry.width && output.ring.height == output.geometry.height,
+                         "a ring's frame size must match its geometry")
+        }
         self.options = options
-        self.ring = ring
+        self.outputs = outputs
+        self.onOutputProblem = onOutputProblem
         self.name = redactCredentials(options.url)
         self.onStateChange = onStateChange
         self.deviceIOFactory = deviceIO ?? { LibV4L2DeviceIO() }
@@ -65,7 +92,7 @@ public final class CaptureSource: @unchecked Sendable {
         condition.lock()
         var snapshot = totals
         condition.unlock()
-        snapshot.framesDroppedByReaders = ring.droppedCount
+        snapshot.framesDroppedByReaders = outputs.map(\.ring.droppedCount).max() ?? 0
         return snapshot
     }
 
@@ -129,7 +156,7 @@ public final class CaptureSource: @unchecked Sendable {
     private func run() {
         var backoff = ReconnectBackoff(first: options.backoffFirst, cap: options.backoffCap, jitter: options.backoffJitter)
         var attemptsSinceStreaming = 0
-        var stream = StreamingState(options: options)
+        var stream = StreamingState(options: options, outputs: outputs)
         while !isStopRequested {
             if case .stalled = state { setState(.connecting) }
             update { $0.connectAttempts += 1 }
@@ -176,16 +203,17 @@ public final class CaptureSource: @unchecked Sendable {
     private struct StreamingState {
         var mapper: TimestampMapper
         var sampler: FrameSampler
-        let converter: FrameConverter
+        /// One per output.
+        let converters: [FrameConverter]
         var sessionStreamed = false
         var everStreamed = false
         /// The stream was lost after it had streamed: streaming again counts as a reconnect.
         var nextStreamIsReconnect = false
 
-        init(options: CaptureOptions) {
+        init(options: CaptureOptions, outputs: [CaptureOutput]) {
             mapper = TimestampMapper(isLive: options.kind != .file)
             sampler = FrameSampler(options.sampling)
-            converter = FrameConverter(geometry: options.geometry)
+            converters = outputs.map { FrameConverter(geometry: $0.geometry) }
         }
     }
 
@@ -242,20 +270,26 @@ public final class CaptureSource: @unchecked Sendable {
             sleep(seconds: timestamp - CaptureClock.now())
             if isStopRequested { throw CaptureError.stopped }
         }
-        let converter = stream.converter
-        do {
-            try ring.write(timestamp: timestamp, pts: pts) { slot in
-                try converter.convert(picture, into: slot.baseAddress!)
+        for (index, (output, converter)) in zip(outputs, stream.converters).enumerated() {
+            do {
+                try output.ring.write(timestamp: timestamp, pts: pts) { slot in
+                    try converter.convert(picture, into: slot.baseAddress!)
+                }
+                failingOutputs.remove(index)
+                guard index == 0 else { continue }
+                let changes = converter.sourceChanges, resyncs = stream.mapper.resyncs
+                update {
+                    $0.framesConverted += 1
+                    $0.resolutionChanges = UInt64(changes)
+                    $0.clockResyncs = UInt64(resyncs)
+                }
+            } catch {
+                update { $0.conversionErrors += 1 }
+                if failingOutputs.insert(index).inserted {
+                    logger.warning("frame conversion failed for output \(index): \(error)")
+                    onOutputProblem(index, "\(error)")
+                }
             }
-            let changes = converter.sourceChanges, resyncs = stream.mapper.resyncs
-            update {
-                $0.framesConverted += 1
-                $0.resolutionChanges = UInt64(changes)
-                $0.clockResyncs = UInt64(resyncs)
-            }
-        } catch {
-            update { $0.conversionErrors += 1 }
-            logger.warning("frame conversion failed: \(error)")
         }
     }
 

@@ -50,6 +50,8 @@ final class FrameConverter {
         var format: AVPixelFormat
         var width: Int, height: Int
         var rect: SourceRect
+        /// Where the scaled picture goes in the output (all of it, or a letterboxed part).
+        var target: SourceRect
         var fullRange: Bool
         var colorspace: AVColorSpace
     }
@@ -78,18 +80,27 @@ final class FrameConverter {
         }
         let (format, impliedFullRange) = Self.withoutDeprecatedJPEGFormat(picture.format)
         var rect = geometry.sourceRect(sourceWidth: picture.width, sourceHeight: picture.height)
+        guard rect.width > 0, rect.height > 0,
+              let target = geometry.destinationRect(sourceWidth: picture.width, sourceHeight: picture.height) else {
+            throw RegionOutsidePicture(geometry: geometry, width: picture.width, height: picture.height)
+        }
         rect.x &= ~((1 << Int(descriptor.pointee.log2_chroma_w)) - 1)
         rect.y &= ~((1 << Int(descriptor.pointee.log2_chroma_h)) - 1)
-        let key = Key(format: format, width: picture.width, height: picture.height, rect: rect,
+        let key = Key(format: format, width: picture.width, height: picture.height, rect: rect, target: target,
                       fullRange: picture.fullRange || impliedFullRange, colorspace: picture.colorspace)
         if key != currentKey { try reconfigure(for: key) }
 
         fillCroppedPlanes(picture, rect: rect, descriptor: descriptor)
-        destinationPlanes[0] = destination
-        destinationStrides[0] = Int32(geometry.width * 3)
+        let stride = geometry.width * 3
+        if target.width != geometry.width || target.height != geometry.height {
+            // Letterbox: black bars, the picture scaled into the middle.
+            destination.update(repeating: 0, count: geometry.byteCount)
+        }
+        destinationPlanes[0] = destination + target.y * stride + target.x * 3
+        destinationStrides[0] = Int32(stride)
         let rows = sws_scale(context, sourcePlanes, sourceStrides, 0, Int32(rect.height), destinationPlanes, destinationStrides)
-        guard rows == Int32(geometry.height) else {
-            throw ConversionError("swscale produced \(rows) rows instead of \(geometry.height)")
+        guard rows == Int32(target.height) else {
+            throw ConversionError("swscale produced \(rows) rows instead of \(target.height)")
         }
     }
 
@@ -98,7 +109,7 @@ final class FrameConverter {
             sourceChanges += 1
         }
         context = sws_getCachedContext(context, Int32(key.rect.width), Int32(key.rect.height), key.format,
-                                       Int32(geometry.width), Int32(geometry.height), AV_PIX_FMT_RGB24,
+                                       Int32(key.target.width), Int32(key.target.height), AV_PIX_FMT_RGB24,
                                        SWS_BILINEAR, nil, nil, nil)
         guard context != nil else {
             currentKey = nil
@@ -140,6 +151,13 @@ final class FrameConverter {
         default: return (format, false)
         }
     }
+}
+
+/// A region (in pixels) that reaches outside the stream's real picture: that output gets no frames.
+public struct RegionOutsidePicture: Error, CustomStringConvertible {
+    public let geometry: FrameGeometry
+    public let width: Int, height: Int
+    public var description: String { "\(geometry) does not fit the \(width)x\(height) picture" }
 }
 
 struct ConversionError: Error, CustomStringConvertible {
