@@ -106,6 +106,19 @@ public struct MLPWeights: Sendable {
     public func flops(rows: Int) -> Double { 2 * Double(rows) * Double(fc1.inFeatures * fc1.outFeatures) * 2 }
 }
 
+/// One pre-norm ViT layer on one sequence x: [rows, D], in place:
+/// `x += attention(layernormBefore(x)); x += mlp(layernormAfter(x))` (ViViT Model 1, VideoMAE).
+func preNormLayer(_ x: Tensor, _ layernormBefore: LayerNormWeights, _ attention: SelfAttentionWeights,
+                  _ layernormAfter: LayerNormWeights, _ mlp: MLPWeights, scratch: ViTScratch) {
+    let rows = x.shape[0]
+    layernormBefore(x.data, rows: rows, into: scratch.normed.data)
+    attention(scratch.normed.data, groups: 1, tokens: rows, into: scratch.attended.data, scratch: scratch.attention.data)
+    let out = scratch.attended.data
+    for i in 0..<(rows * attention.dim) { x.data[i] += out[i] }
+    layernormAfter(x.data, rows: rows, into: scratch.normed.data)
+    mlp.addInto(x.data, from: scratch.normed.data, rows: rows, hidden: scratch.hidden.data)
+}
+
 /// PyTorch `F.interpolate(mode="nearest")` source index along one axis given by output size:
 /// identity, `i >> 1` for exact doubling, else min(⌊i·(in/out)⌋, in-1) with a float32 scale.
 public func nearestSourceIndex(_ i: Int, input: Int, output: Int) -> Int {

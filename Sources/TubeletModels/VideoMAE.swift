@@ -153,13 +153,7 @@ public struct VideoMAELayer: Sendable {
 
     /// x: [rows, D], one sequence, updated in place.
     func callAsFunction(_ x: Tensor, scratch: ViTScratch) {
-        let rows = x.shape[0]
-        layernormBefore(x.data, rows: rows, into: scratch.normed.data)
-        attention(scratch.normed.data, groups: 1, tokens: rows, into: scratch.attended.data, scratch: scratch.attention.data)
-        let out = scratch.attended.data
-        for i in 0..<(rows * attention.dim) { x.data[i] += out[i] }
-        layernormAfter(x.data, rows: rows, into: scratch.normed.data)
-        mlp.addInto(x.data, from: scratch.normed.data, rows: rows, hidden: scratch.hidden.data)
+        preNormLayer(x, layernormBefore, attention, layernormAfter, mlp, scratch: scratch)
     }
 }
 
