@@ -94,9 +94,6 @@ public enum HFImport {
         }
         let fields = HFConfigFields(config, path: configPath)
         let labels = hfLabels(config)
-        let preprocessing = try readPreprocessing(directory: path, modelType: modelType,
-                                                  frames: try fields.int("num_frames", default: modelType == "vivit" ? 32 : 8),
-                                                  imageSize: try fields.square("image_size", default: 224))
         guard let classifier = byName["classifier.weight"], classifier.shape.count == 2 else {
             throw fail(weightsPath, "no classifier.weight: not a *ForVideoClassification checkpoint")
         }
@@ -117,6 +114,7 @@ public enum HFImport {
                 qkvBias: try fields.bool("qkv_bias", default: true), attentionType: attentionType, layerFramesFromConfig: true)
             try validate(model, path: configPath)
             let weights = try collect(model.parameterShapes(), byName, path: weightsPath)
+            let preprocessing = try readPreprocessing(directory: path, reference: TimeSformer.referencePreprocessing(for: model), offset: false)
             return try ImportedModel(TimeSformer.self, config: model, numClasses: numClasses, weights: weights, preprocessing: preprocessing,
                                      labels: labels, layout: layout, summary: summary(model, weights))
         }
@@ -137,6 +135,7 @@ public enum HFImport {
             qkvBias: try fields.bool("qkv_bias", default: true), gelu: gelu)
         try validate(model, path: configPath)
         let weights = try collect(model.parameterShapes(), byName, path: weightsPath)
+        let preprocessing = try readPreprocessing(directory: path, reference: ViViT.referencePreprocessing(for: model), offset: true)
         return try ImportedModel(ViViT.self, config: model, numClasses: numClasses, weights: weights, preprocessing: preprocessing,
                                  labels: labels, layout: layout, summary: summary(model, weights))
     }
@@ -276,19 +275,15 @@ public enum HFImport {
 
     /// The recipe from `preprocessor_config.json` (or `video_preprocessor_config.json`) when present:
     /// image_mean, image_std, do_normalize, do_rescale, rescale_factor, offset (ViViT: x·r - 1),
-    /// size (shortest_edge or height), crop_size. Without one, transformers' processor defaults:
-    /// TimeSformer (TimesformerVideoProcessor / VideoMAEImageProcessor): ImageNet mean/std
-    /// (0.485, 0.456, 0.406)/(0.229, 0.224, 0.225) on 0-1, short side 224, crop 224;
-    /// ViViT (VivitImageProcessor): x/127.5 - 1 then mean 0.5 std 0.5, short side 256, crop 224;
-    /// with the sizes scaled to the model's image_size (crop = image_size, which the models need).
-    /// HF configs do not record the frame sampling: stride 4 unless `tubelet import --frame-stride`.
-    static func readPreprocessing(directory: String, modelType: String, frames: Int, imageSize: Int) throws -> Preprocessing {
-        let vivit = modelType == "vivit"
-        var mean: [Double] = vivit ? [0.5, 0.5, 0.5] : [0.485, 0.456, 0.406]
-        var std: [Double] = vivit ? [0.5, 0.5, 0.5] : [0.229, 0.224, 0.225]
-        var rescale = vivit ? 1 / 127.5 : 1 / 255.0
-        var offset = vivit
-        var shortSide = vivit ? (imageSize * 256 + 112) / 224 : imageSize, crop = imageSize
+    /// size (shortest_edge or height), crop_size. Without one, the family's `referencePreprocessing`
+    /// (transformers' processor defaults at the model's image_size); `offset` says whether that reference
+    /// subtracts 1 after rescaling (ViViT), which its mean then includes.
+    static func readPreprocessing(directory: String, reference: Preprocessing, offset referenceOffset: Bool) throws -> Preprocessing {
+        var mean = reference.mean.map { Double($0) - (referenceOffset ? 1 : 0) }
+        var std = reference.std.map(Double.init)
+        var rescale = Double(reference.pixelScale)
+        var offset = referenceOffset
+        var shortSide = reference.resizeShortSide, crop = reference.cropSize
         for name in ["preprocessor_config.json", "video_preprocessor_config.json"] {
             let path = (directory as NSString).appendingPathComponent(name)
             guard let data = FileManager.default.contents(atPath: path) else { continue }
@@ -315,7 +310,7 @@ public enum HFImport {
             break
         }
         // (x·r - offset - mean) / std = (x·r - (mean + offset)) / std
-        return Preprocessing(frames: frames, frameStride: 4, resizeShortSide: shortSide, cropSize: crop, pixelScale: Float(rescale),
+        return Preprocessing(frames: reference.frames, frameStride: reference.frameStride, resizeShortSide: shortSide, cropSize: crop, pixelScale: Float(rescale),
                              mean: mean.map { Float($0 + (offset ? 1 : 0)) }, std: std.map(Float.init))
     }
 }

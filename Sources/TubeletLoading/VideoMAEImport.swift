@@ -35,8 +35,7 @@ public enum VideoMAEImport {
         config.numClasses = classifier.shape[0]
         if let problem = VideoMAE.problem(in: config) { throw fail(directory.configPath, "invalid videomae config: \(problem)") }
         let weights = try HFImport.collect(config.parameterShapes(), byName, path: directory.weightsPath)
-        let preprocessing = try HFImport.readPreprocessing(directory: path, modelType: "videomae", frames: config.numFrames,
-                                                           imageSize: config.imageSize)
+        let preprocessing = try HFImport.readPreprocessing(directory: path, reference: VideoMAE.referencePreprocessing(for: config), offset: false)
         let parameters = weights.reduce(0) { $0 + $1.tensor.count }
         let summary = "VideoMAE: hidden \(config.hiddenSize), \(config.numHiddenLayers) layers, \(config.numAttentionHeads) heads, "
             + "tubelet \(config.tubelet), \(config.numFrames) frames of \(config.imageSize)², "

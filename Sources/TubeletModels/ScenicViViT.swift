@@ -371,7 +371,7 @@ public struct ScenicViViT: Sendable {
 
     /// Why a clip [C, T, H, W] cannot be run, or nil: the position embeddings fix its size.
     public func inputProblem(channels: Int, frames: Int, height: Int, width: Int) -> String? {
-        vivitInputProblem(channels: channels, frames: frames, height: height, width: width,
+        fixedClipInputProblem("ViViT", channels: channels, frames: frames, height: height, width: width,
                           expected: (config.inChannels, config.numFrames, config.imageSize))
     }
 

@@ -128,15 +128,15 @@ public func nearestSourceIndex(_ i: Int, input: Int, output: Int) -> Int {
     return min(Int((Float(i) * scale).rounded(.down)), input - 1)
 }
 
-/// Why a ViViT (Model 1, or scenic's Models 2-4) cannot run a clip [C, T, H, W], or nil: its position
-/// embeddings fix the clip's size (like transformers without interpolate_pos_encoding, and scenic).
-func vivitInputProblem(channels: Int, frames: Int, height: Int, width: Int,
-                       expected: (channels: Int, frames: Int, imageSize: Int)) -> String? {
+/// Why a model whose position embeddings fix the clip's size (ViViT Models 1-4, VideoMAE; like
+/// transformers without interpolate_pos_encoding, and scenic) cannot run a clip [C, T, H, W], or nil.
+func fixedClipInputProblem(_ family: String, channels: Int, frames: Int, height: Int, width: Int,
+                           expected: (channels: Int, frames: Int, imageSize: Int)) -> String? {
     if channels != expected.channels { return "expected \(expected.channels) channels, got \(channels)" }
     if height != expected.imageSize || width != expected.imageSize {
-        return "ViViT expects \(expected.imageSize)x\(expected.imageSize) frames, got \(height)x\(width)"
+        return "\(family) expects \(expected.imageSize)x\(expected.imageSize) frames, got \(height)x\(width)"
     }
-    if frames != expected.frames { return "ViViT expects \(expected.frames) frames, got \(frames)" }
+    if frames != expected.frames { return "\(family) expects \(expected.frames) frames, got \(frames)" }
     return nil
 }
 

@@ -137,7 +137,7 @@ public struct ViViT: Sendable {
     /// Why a clip [C, T, H, W] cannot be run, or nil. Like transformers (without
     /// interpolate_pos_encoding), the clip must be exactly the configured size.
     public func inputProblem(channels: Int, frames: Int, height: Int, width: Int) -> String? {
-        vivitInputProblem(channels: channels, frames: frames, height: height, width: width,
+        fixedClipInputProblem("ViViT", channels: channels, frames: frames, height: height, width: width,
                           expected: (config.inChannels, config.numFrames, config.imageSize))
     }
 

@@ -280,12 +280,8 @@ extension VideoMAE: VideoModel {
 
     /// The position table fixes the clip's size, like transformers without interpolate_pos_encoding.
     public func inputProblem(channels: Int, frames: Int, height: Int, width: Int) -> String? {
-        if channels != config.numChannels { return "expected \(config.numChannels) channels, got \(channels)" }
-        if height != config.imageSize || width != config.imageSize {
-            return "VideoMAE expects \(config.imageSize)x\(config.imageSize) frames, got \(height)x\(width)"
-        }
-        if frames != config.numFrames { return "VideoMAE expects \(config.numFrames) frames, got \(frames)" }
-        return nil
+        fixedClipInputProblem("VideoMAE", channels: channels, frames: frames, height: height, width: width,
+                              expected: (config.numChannels, config.numFrames, config.imageSize))
     }
 
     /// Units are tubelets; the position table is added after the embedding, so each tubelet's tokens
