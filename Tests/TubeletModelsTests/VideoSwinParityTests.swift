@@ -32,18 +32,6 @@ final class VideoSwinParityTests: XCTestCase {
         return try raw.floats()
     }
 
-    /// max|Δ| ≤ 1e-4 · max(1, max|expected|)
-    func assertParity(_ actual: Tensor, _ expected: Tensor, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(actual.count, expected.count, "\(what): element count", file: file, line: line)
-        guard actual.count == expected.count else { return }
-        var worst: Float = 0, largest: Float = 0
-        for i in 0..<actual.count {
-            worst = max(worst, abs(actual[i] - expected[i]))
-            largest = max(largest, abs(expected[i]))
-        }
-        XCTAssertLessThanOrEqual(worst, 1e-4 * max(1, largest), "\(what): max|Δ| \(worst), max|expected| \(largest)", file: file, line: line)
-    }
-
     func testLogitsMatchReferenceForEveryFixtureAndCheckpointLayout() throws {
         let directories = try fixtureDirectories()
         XCTAssertGreaterThanOrEqual(directories.count, 5, "expected the five fixture configs")
@@ -91,7 +79,7 @@ final class VideoSwinParityTests: XCTestCase {
         _ = swin(clip) { name, activation in
             guard let expected = try? self.tensor(expectedFile, name) else { return }
             XCTAssertEqual(activation.count, expected.count, name)
-            self.assertParity(activation.copy(), expected, name)
+            assertParity(activation.copy(), expected, name)
             seen.append(name)
         }
         XCTAssertEqual(Set(seen), ["patch_embed", "stage0", "merge0", "stage1", "merge1", "stage2", "merge2", "stage3", "final_norm"])
